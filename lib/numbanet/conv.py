@@ -1,0 +1,205 @@
+r"""2-D convolution: ``Conv2d`` and its functional form.
+
+Forward (cross-correlation, as every deep-learning library computes it)::
+
+    y[n, k, oh, ow] = b[k] + Σ_{c,i,j} w[k, c, i, j] · x_pad[n, c, oh·sh + i, ow·sw + j]
+    Ho = ⌊(H + 2·ph − kh) / sh⌋ + 1,   Wo = ⌊(W + 2·pw − kw) / sw⌋ + 1
+
+Backward, with dy = ∂L/∂y::
+
+    ∂L/∂w[k, c, i, j] = Σ_{n,oh,ow} dy[n, k, oh, ow] · x_pad[n, c, oh·sh + i, ow·sw + j]
+                        (cross-correlation of the input with the upstream gradient)
+    ∂L/∂b[k]          = Σ_{n,oh,ow} dy[n, k, oh, ow]
+    ∂L/∂x             = full convolution of the (stride-dilated) dy with the flipped kernel,
+                        computed here as Wᵀ·dy followed by col2im.
+
+CPU kernels: ``numbanet.kernels.cpu.conv`` (im2col + one BLAS GEMM; a 1x1
+stride-1 convolution needs no im2col and is a batched matrix product).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import init
+from ._validate import as_float_array, check_dtype_match, check_grad, check_ndim, pair
+from ._workspace import scratch
+from .kernels.cpu import conv as cpu
+from .module import Module
+from .tensor import Parameter
+
+
+def conv2d_output_size(height: int, width: int, kernel_size, stride=1, padding=0) -> tuple[int, int]:
+    """(Ho, Wo) by the size rule (n' − 1)·S + F = n + 2P (floor when S does not divide evenly)."""
+    kh, kw = pair("conv2d", "kernel_size", kernel_size, 1)
+    sh, sw = pair("conv2d", "stride", stride, 1)
+    ph, pw = pair("conv2d", "padding", padding, 0)
+    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+def _check(name: str, x, weight, stride, padding):
+    """Validate a convolution call; return (x, weight, stride, padding, (Ho, Wo))."""
+    x = as_float_array(name, x)
+    check_ndim(name, x, 4, "(N, C, H, W)")
+    weight = as_float_array(name, weight, "weight")
+    check_ndim(name, weight, 4, "(out_channels, in_channels, kh, kw)")
+    check_dtype_match(name, x, weight.dtype)
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"{name}: expected input with {weight.shape[1]} channels, shape "
+                         f"(N, {weight.shape[1]}, H, W), got shape {x.shape}")
+    stride = pair(name, "stride", stride, 1)
+    padding = pair(name, "padding", padding, 0)
+    kh, kw = weight.shape[2:]
+    hp, wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    if kh > hp or kw > wp:
+        raise ValueError(f"{name}: kernel ({kh}, {kw}) is larger than the padded input ({hp}, {wp}) "
+                         f"(input shape {x.shape}, padding {padding})")
+    out_hw = ((hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1)
+    return x, weight, stride, padding, out_hw
+
+
+def _is_pointwise(weight, stride, padding) -> bool:
+    return weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
+
+def _padded(x: np.ndarray, padding) -> np.ndarray:
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    n, c, h, w = x.shape
+    xp = scratch("conv.padded", (n, c, h + 2 * ph, w + 2 * pw), x.dtype)
+    cpu.pad(x, ph, pw, xp)
+    return xp
+
+
+def _columns(x: np.ndarray, kernel_hw, stride, padding, out_hw) -> np.ndarray:
+    """im2col matrix (C·kh·kw, N·Ho·Wo) in a scratch buffer."""
+    n, c = x.shape[:2]
+    (kh, kw), (ho, wo) = kernel_hw, out_hw
+    cols = scratch("conv.cols", (c * kh * kw, n * ho * wo), x.dtype)
+    cpu.im2col(_padded(x, padding), kh, kw, stride[0], stride[1], ho, wo, cols)
+    return cols
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -> np.ndarray:
+    """y = conv2d(x, w) + b.
+
+    x: (N, C, H, W); weight: (K, C, kh, kw); bias: (K,) or None -> y: (N, K, Ho, Wo).
+    """
+    x, weight, stride, padding, (ho, wo) = _check(name, x, weight, stride, padding)
+    n = x.shape[0]
+    k = weight.shape[0]
+    w2 = weight.reshape(k, -1)
+    bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    if _is_pointwise(weight, stride, padding):
+        y = np.matmul(w2, x.reshape(n, x.shape[1], -1))
+        cpu.add_channel_bias(y, bias)
+        return y.reshape(n, k, ho, wo)
+    cols = _columns(x, weight.shape[2:], stride, padding, (ho, wo))
+    y_knp = scratch("conv.gemm_out", (k, n * ho * wo), x.dtype)
+    np.matmul(w2, cols, out=y_knp)
+    y = np.empty((n, k, ho * wo), x.dtype)
+    cpu.unfold_output(y_knp, bias, y)
+    return y.reshape(n, k, ho, wo)
+
+
+def _grad_channel_major(dy: np.ndarray) -> np.ndarray:
+    n, k = dy.shape[:2]
+    dy_knp = scratch("conv.grad_out", (k, n * dy.shape[2] * dy.shape[3]), dy.dtype)
+    cpu.to_channel_major(dy.reshape(n, k, -1), dy_knp)
+    return dy_knp
+
+
+def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.ndarray:
+    """dx = ∂L/∂x, shape ``input_shape`` (N, C, H, W), from dy (N, K, Ho, Wo) and weight (K, C, kh, kw)."""
+    weight = np.ascontiguousarray(weight)
+    dy = np.ascontiguousarray(dy, dtype=weight.dtype)
+    stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
+    n, c, h, w = input_shape
+    k, _, kh, kw = weight.shape
+    ho, wo = dy.shape[2:]
+    w2 = weight.reshape(k, -1)
+    if _is_pointwise(weight, stride, padding):
+        return np.matmul(w2.T, dy.reshape(n, k, -1)).reshape(n, c, h, w)
+    dcols = scratch("conv.cols", (c * kh * kw, n * ho * wo), dy.dtype)
+    np.matmul(w2.T, _grad_channel_major(dy), out=dcols)
+    ph, pw = padding
+    dx = np.empty((n, c, h, w), dy.dtype)
+    dxp = dx if ph == 0 and pw == 0 else scratch("conv.padded", (n, c, h + 2 * ph, w + 2 * pw), dy.dtype)
+    cpu.col2im(dcols, kh, kw, stride[0], stride[1], ho, wo, dxp)
+    if dxp is not dx:
+        cpu.crop(dxp, ph, pw, dx)
+    return dx
+
+
+def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0) -> tuple[np.ndarray, np.ndarray]:
+    """(dw, db) = (∂L/∂w of shape ``weight_shape``, ∂L/∂b of shape (K,)) from dy and the forward input x."""
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
+    k = weight_shape[0]
+    n = x.shape[0]
+    ho, wo = dy.shape[2:]
+    db = np.empty(k, x.dtype)
+    cpu.channel_sum(dy.reshape(n, k, -1), db)
+    if tuple(weight_shape[2:]) == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        x_cnp = scratch("conv.cols", (x.shape[1], n * ho * wo), x.dtype)
+        cpu.to_channel_major(x.reshape(n, x.shape[1], -1), x_cnp)
+        cols = x_cnp
+    else:
+        cols = _columns(x, weight_shape[2:], stride, padding, (ho, wo))
+    dw = np.matmul(_grad_channel_major(dy), cols.T)
+    return dw.reshape(weight_shape), db
+
+
+def conv2d_backward(dy, x, weight, stride=1, padding=0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dw, db) for y = conv2d(x, weight, bias, stride, padding)."""
+    dx = conv2d_backward_input(dy, weight, x.shape, stride, padding)
+    dw, db = conv2d_backward_weight(dy, x, weight.shape, stride, padding)
+    return dx, dw, db
+
+
+class Conv2d(Module):
+    """2-D convolution layer, PyTorch's arguments and weight layout (out, in, kh, kw).
+
+    Weights and bias start from the fan-in uniform rule U(±1/√(in·kh·kw)), as in PyTorch.
+    ``backward(dy)`` returns ∂L/∂x and adds into ``weight.grad`` and ``bias.grad``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, dtype=np.float32, rng=None):
+        super().__init__()
+        name = f"Conv2d({in_channels}, {out_channels})"
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"{name}: channel counts must be >= 1")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
+        self.stride = pair(name, "stride", stride, 1)
+        self.padding = pair(name, "padding", padding, 0)
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = init.fan_in_uniform(
+            Parameter(np.empty((out_channels, in_channels, *self.kernel_size), dtype)), rng=rng)
+        self.bias = init.fan_in_uniform(Parameter(np.empty(out_channels, dtype)), fan_in, rng) if bias else None
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        b = None if self.bias is None else self.bias.data
+        y = conv2d(x, self.weight.data, b, self.stride, self.padding, name=self.describe())
+        self._cache = (np.ascontiguousarray(x), y.shape)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x, y_shape = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, self.weight.dtype)
+        dw, db = conv2d_backward_weight(dout, x, self.weight.shape, self.stride, self.padding)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return conv2d_backward_input(dout, self.weight.data, x.shape, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

@@ -1,0 +1,108 @@
+r"""Weight initialisation (``numbanet.nn.init``), in place on a ``Parameter``.
+
+Fan-in of a weight of shape (out, in, kh, kw) is ``in*kh*kw``; fan-out is ``out*kh*kw``.
+
+* ``fan_in_uniform``: the lectures' rule, U(-1/√fan_in, 1/√fan_in).  This is
+  also PyTorch's default for Conv2d and Linear weights and biases
+  (``kaiming_uniform_(a=√5)`` reduces to exactly this bound).
+* ``kaiming_normal`` / ``kaiming_uniform`` (MSRA, He et al. 2015): variance
+  gain²/fan, gain = √(2/(1+a²)), chosen so ReLU layers keep activations' scale.
+* ``xavier_uniform`` / ``xavier_normal`` (Glorot & Bengio 2010): variance 2/(fan_in+fan_out).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .random import get_rng
+from .tensor import Parameter
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight shaped (out, in, *kernel) or (out, in)."""
+    if len(shape) < 2:
+        raise ValueError(f"init: fan-in and fan-out need a weight with >= 2 dims, got shape {shape}")
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _fan(shape, mode: str) -> int:
+    fan_in, fan_out = fans(shape)
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """PyTorch's gains: linear/sigmoid 1, tanh 5/3, relu √2, leaky_relu √(2/(1+a²)), selu 3/4."""
+    if nonlinearity in ("linear", "conv2d", "sigmoid"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        return math.sqrt(2.0 / (1 + slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"init: unknown nonlinearity {nonlinearity!r}")
+
+
+def _fill(param: Parameter, values: np.ndarray) -> Parameter:
+    param.data[...] = values.astype(param.dtype)
+    return param
+
+
+def uniform(param: Parameter, low: float = 0.0, high: float = 1.0, rng=None) -> Parameter:
+    return _fill(param, get_rng(rng).uniform(low, high, param.shape))
+
+
+def normal(param: Parameter, mean: float = 0.0, std: float = 1.0, rng=None) -> Parameter:
+    return _fill(param, get_rng(rng).normal(mean, std, param.shape))
+
+
+def constant(param: Parameter, value: float) -> Parameter:
+    param.data[...] = value
+    return param
+
+
+def zeros(param: Parameter) -> Parameter:
+    return constant(param, 0.0)
+
+
+def ones(param: Parameter) -> Parameter:
+    return constant(param, 1.0)
+
+
+def fan_in_uniform(param: Parameter, fan_in: int | None = None, rng=None) -> Parameter:
+    """U(-1/√fan_in, 1/√fan_in).  Pass ``fan_in`` for a bias (its own shape has no fan)."""
+    fan_in = fans(param.shape)[0] if fan_in is None else fan_in
+    bound = 1.0 / math.sqrt(fan_in)
+    return uniform(param, -bound, bound, rng)
+
+
+def kaiming_uniform(param: Parameter, a: float = 0.0, mode: str = "fan_in",
+                    nonlinearity: str = "leaky_relu", rng=None) -> Parameter:
+    """U(-b, b) with b = gain·√(3/fan)."""
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(param.shape, mode))
+    return uniform(param, -bound, bound, rng)
+
+
+def kaiming_normal(param: Parameter, a: float = 0.0, mode: str = "fan_in",
+                   nonlinearity: str = "leaky_relu", rng=None) -> Parameter:
+    """N(0, std²) with std = gain/√fan (MSRA initialisation)."""
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(param.shape, mode))
+    return normal(param, 0.0, std, rng)
+
+
+def xavier_uniform(param: Parameter, gain: float = 1.0, rng=None) -> Parameter:
+    fan_in, fan_out = fans(param.shape)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform(param, -bound, bound, rng)
+
+
+def xavier_normal(param: Parameter, gain: float = 1.0, rng=None) -> Parameter:
+    fan_in, fan_out = fans(param.shape)
+    return normal(param, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)

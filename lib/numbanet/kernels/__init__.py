@@ -1,0 +1,1 @@
+"""Compute kernels: ``cpu`` holds the Numba ``@njit`` kernels, one module per concept."""

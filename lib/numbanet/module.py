@@ -1,0 +1,198 @@
+"""``Module``: the base class of every layer and network.
+
+A module owns parameters (``Parameter``), buffers (plain arrays saved in the
+state dict, e.g. BatchNorm's running statistics) and child modules, found by
+attribute assignment as in PyTorch.  Unlike PyTorch there is no autograd: each
+layer implements
+
+* ``forward(x) -> y`` (called through ``__call__``), caching what backward needs;
+* ``backward(dout) -> dx``, returning dL/dx and *adding* dL/dθ into ``θ.grad``.
+
+Composite modules (``Sequential``, ``Concat``, ``Add``) call their children's
+backward in reverse order themselves, so the whole chain rule is visible code.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from .tensor import FLOAT_DTYPES, Parameter
+from ._validate import not_run_yet
+
+
+class Module:
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration -------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for table in (self._parameters, self._modules, self._buffers):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Store an array that is state (saved, loaded, moved) but not trained."""
+        object.__setattr__(self, name, value)
+        self._buffers[name] = None  # the value lives on the attribute; the table records the name
+
+    def add_module(self, name: str, module: "Module") -> None:
+        setattr(self, name, module)
+
+    # -- forward / backward ---------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def _saved(self, name: str = "_cache"):
+        """Return what forward cached for backward, or raise a clear error if forward never ran."""
+        value = self.__dict__.get(name)
+        if value is None:
+            raise not_run_yet(self.describe())
+        return value
+
+    # -- traversal ------------------------------------------------------------
+    def children(self) -> Iterator["Module"]:
+        yield from self._modules.values()
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        yield from self._modules.items()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for module_name, module in self.named_modules(prefix):
+            for name, param in module._parameters.items():
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # -- state ------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.zero_grad()
+
+    def train(self, mode: bool = True) -> "Module":
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter value and buffer, keyed by dotted name."""
+        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        state.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Copy values into this module.  All mismatches are reported together."""
+        targets = {}
+        for module_name, module in self.named_modules():
+            for name in list(module._parameters) + list(module._buffers):
+                targets[f"{module_name}.{name}" if module_name else name] = (module, name)
+        problems = []
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and missing:
+            problems.append(f"missing keys: {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {unexpected}")
+        for key, (module, name) in targets.items():
+            if key in state_dict:
+                current = getattr(module, name)
+                current = current.data if isinstance(current, Parameter) else current
+                new = np.asarray(state_dict[key])
+                if new.shape != current.shape:
+                    problems.append(f"{key}: expected shape {current.shape}, got {new.shape}")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for key, (module, name) in targets.items():
+            if key not in state_dict:
+                continue
+            current = getattr(module, name)
+            if isinstance(current, Parameter):
+                current.data[...] = state_dict[key]
+            else:
+                current[...] = state_dict[key]
+
+    # -- dtype ----------------------------------------------------------------
+    def to(self, dtype) -> "Module":
+        """Convert every parameter and buffer to ``dtype`` (np.float32 or np.float64)."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.astype(dtype)
+            for name in module._buffers:
+                value = getattr(module, name)
+                if value.dtype in FLOAT_DTYPES:
+                    object.__setattr__(module, name, value.astype(dtype))
+        return self
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the first parameter (float32 for a parameter-free module)."""
+        for param in self.parameters():
+            return param.dtype
+        return np.dtype(np.float32)
+
+    # -- printing ---------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def describe(self) -> str:
+        """One-line name used in error messages, e.g. ``Conv2d(3, 16, kernel_size=(3, 3))``."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return self.describe()
+        lines = [f"{type(self).__name__}("]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        lines.append(")")
+        return "\n".join(lines)
