@@ -1,4 +1,12 @@
 """numbanet: convolutional networks from scratch, with explicit backward and Numba kernels."""
+import os
+
+# Numba's parallel kernels (OpenMP threads) and BLAS (its own threads) take turns
+# on the same cores many times per layer.  With OpenMP's default spin-waiting the
+# idle pool keeps burning a core while the other works: im2col + GEMM chunks ran
+# ~9x slower here.  Passive waiting must be set before the OpenMP runtime starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .random import manual_seed
 from .tensor import Parameter
 from .module import Module

@@ -57,8 +57,16 @@ def _check(name: str, x, weight, stride, padding):
     return x, weight, stride, padding, out_hw
 
 
-def _is_pointwise(weight, stride, padding) -> bool:
-    return weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0)
+# im2col matrices are built for a few samples at a time: a chunk of about this many
+# bytes stays in cache between im2col writing it and the GEMM reading it, and the
+# scratch memory stays small for big batches.
+_CHUNK_BYTES = 8 << 20
+
+
+def _batch_chunks(n: int, row_bytes: int):
+    """Split range(n) into consecutive (start, stop) chunks of about _CHUNK_BYTES of columns each."""
+    step = max(1, _CHUNK_BYTES // max(row_bytes, 1))
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
 def _padded(x: np.ndarray, padding) -> np.ndarray:
@@ -71,13 +79,8 @@ def _padded(x: np.ndarray, padding) -> np.ndarray:
     return xp
 
 
-def _columns(x: np.ndarray, kernel_hw, stride, padding, out_hw) -> np.ndarray:
-    """im2col matrix (C·kh·kw, N·Ho·Wo) in a scratch buffer."""
-    n, c = x.shape[:2]
-    (kh, kw), (ho, wo) = kernel_hw, out_hw
-    cols = scratch("conv.cols", (c * kh * kw, n * ho * wo), x.dtype)
-    cpu.im2col(_padded(x, padding), kh, kw, stride[0], stride[1], ho, wo, cols)
-    return cols
+def _is_pointwise(kernel_hw, stride, padding) -> bool:
+    return tuple(kernel_hw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -> np.ndarray:
@@ -86,23 +89,28 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -
     x: (N, C, H, W); weight: (K, C, kh, kw); bias: (K,) or None -> y: (N, K, Ho, Wo).
     """
     x, weight, stride, padding, (ho, wo) = _check(name, x, weight, stride, padding)
-    n = x.shape[0]
-    k = weight.shape[0]
+    n, c = x.shape[:2]
+    k, _, kh, kw = weight.shape
     w2 = weight.reshape(k, -1)
     bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    if _is_pointwise(weight, stride, padding):
-        y = np.matmul(w2, x.reshape(n, x.shape[1], -1))
+    if _is_pointwise((kh, kw), stride, padding):
+        y = np.matmul(w2, x.reshape(n, c, -1))
         cpu.add_channel_bias(y, bias)
         return y.reshape(n, k, ho, wo)
-    cols = _columns(x, weight.shape[2:], stride, padding, (ho, wo))
-    y_knp = scratch("conv.gemm_out", (k, n * ho * wo), x.dtype)
-    np.matmul(w2, cols, out=y_knp)
-    y = np.empty((n, k, ho * wo), x.dtype)
-    cpu.unfold_output(y_knp, bias, y)
+    xp = _padded(x, padding)
+    positions = ho * wo
+    y = np.empty((n, k, positions), x.dtype)
+    for start, stop in _batch_chunks(n, c * kh * kw * positions * x.itemsize):
+        cols = scratch("conv.cols", (c * kh * kw, (stop - start) * positions), x.dtype)
+        cpu.im2col(xp[start:stop], kh, kw, stride[0], stride[1], ho, wo, cols)
+        y_knp = scratch("conv.gemm_out", (k, (stop - start) * positions), x.dtype)
+        np.matmul(w2, cols, out=y_knp)
+        cpu.unfold_output(y_knp, bias, y[start:stop])
     return y.reshape(n, k, ho, wo)
 
 
 def _grad_channel_major(dy: np.ndarray) -> np.ndarray:
+    """dy (N, K, Ho, Wo) rearranged to the GEMM layout (K, N·Ho·Wo), in a scratch buffer."""
     n, k = dy.shape[:2]
     dy_knp = scratch("conv.grad_out", (k, n * dy.shape[2] * dy.shape[3]), dy.dtype)
     cpu.to_channel_major(dy.reshape(n, k, -1), dy_knp)
@@ -117,15 +125,18 @@ def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.nd
     n, c, h, w = input_shape
     k, _, kh, kw = weight.shape
     ho, wo = dy.shape[2:]
-    w2 = weight.reshape(k, -1)
-    if _is_pointwise(weight, stride, padding):
-        return np.matmul(w2.T, dy.reshape(n, k, -1)).reshape(n, c, h, w)
-    dcols = scratch("conv.cols", (c * kh * kw, n * ho * wo), dy.dtype)
-    np.matmul(w2.T, _grad_channel_major(dy), out=dcols)
+    w2t = weight.reshape(k, -1).T
+    if _is_pointwise((kh, kw), stride, padding):
+        return np.matmul(w2t, dy.reshape(n, k, -1)).reshape(n, c, h, w)
     ph, pw = padding
     dx = np.empty((n, c, h, w), dy.dtype)
     dxp = dx if ph == 0 and pw == 0 else scratch("conv.padded", (n, c, h + 2 * ph, w + 2 * pw), dy.dtype)
-    cpu.col2im(dcols, kh, kw, stride[0], stride[1], ho, wo, dxp)
+    dy_knp = _grad_channel_major(dy)
+    positions = ho * wo
+    for start, stop in _batch_chunks(n, c * kh * kw * positions * dy.itemsize):
+        dcols = scratch("conv.cols", (c * kh * kw, (stop - start) * positions), dy.dtype)
+        np.matmul(w2t, dy_knp[:, start * positions:stop * positions], out=dcols)
+        cpu.col2im(dcols, kh, kw, stride[0], stride[1], ho, wo, dxp[start:stop])
     if dxp is not dx:
         cpu.crop(dxp, ph, pw, dx)
     return dx
@@ -136,18 +147,25 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0) -> tuple[np
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
-    k = weight_shape[0]
+    k, c, kh, kw = weight_shape
     n = x.shape[0]
     ho, wo = dy.shape[2:]
+    positions = ho * wo
     db = np.empty(k, x.dtype)
     cpu.channel_sum(dy.reshape(n, k, -1), db)
-    if tuple(weight_shape[2:]) == (1, 1) and stride == (1, 1) and padding == (0, 0):
-        x_cnp = scratch("conv.cols", (x.shape[1], n * ho * wo), x.dtype)
-        cpu.to_channel_major(x.reshape(n, x.shape[1], -1), x_cnp)
-        cols = x_cnp
-    else:
-        cols = _columns(x, weight_shape[2:], stride, padding, (ho, wo))
-    dw = np.matmul(_grad_channel_major(dy), cols.T)
+    dy_knp = _grad_channel_major(dy)
+    if _is_pointwise((kh, kw), stride, padding):
+        x_cnp = scratch("conv.cols", (c, n * positions), x.dtype)
+        cpu.to_channel_major(x.reshape(n, c, -1), x_cnp)
+        return np.matmul(dy_knp, x_cnp.T).reshape(weight_shape), db
+    xp = _padded(x, padding)
+    dw = np.zeros((k, c * kh * kw), x.dtype)
+    partial = scratch("conv.dw_partial", (k, c * kh * kw), x.dtype)
+    for start, stop in _batch_chunks(n, c * kh * kw * positions * x.itemsize):
+        cols = scratch("conv.cols", (c * kh * kw, (stop - start) * positions), x.dtype)
+        cpu.im2col(xp[start:stop], kh, kw, stride[0], stride[1], ho, wo, cols)
+        np.matmul(dy_knp[:, start * positions:stop * positions], cols.T, out=partial)
+        dw += partial
     return dw.reshape(weight_shape), db
 
 

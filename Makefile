@@ -1,0 +1,54 @@
+# numbanet — two commands for a newcomer:  `make lab`  and  `make test`.
+# Every target is idempotent: the venv is created once and reinstalled only
+# when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch is a test-only oracle.  Pinning 2.13.0 takes the CPU wheel that the
+# project's machines keep on disk; an unpinned `torch` would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+JOBS   ?= 2
+
+.PHONY: help venv install install-test lab test test-unit test-sim test-full bench clean
+
+help:
+	@echo "make lab        create .venv, install numbanet, open JupyterLab on book/"
+	@echo "make test       create .venv if missing, install the test extra, run every test"
+	@echo "make test-full  the long versions (more Hypothesis examples, slow tests)"
+	@echo "make bench      CPU convolution benchmark against PyTorch"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e ".[lab]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install "$(TORCH)" -e ".[test]"
+	touch $@
+
+venv: $(VENV)/bin/python
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+lab: install
+	$(VENV)/bin/jupyter lab book/
+
+# Unit and oracle tests, on both cores.  pytest exits 5 when it collects nothing:
+# that is a failure here too.
+test: install-test
+	$(PY) -m pytest -n $(JOBS) -m "not gpu and not slow"
+
+test-full: install-test
+	HYPOTHESIS_PROFILE=full $(PY) -m pytest -n $(JOBS) -m "not gpu"
+
+bench: install-test
+	$(PY) bench/conv_cpu.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,103 @@
+"""Convolution on the CPU: numbanet vs PyTorch, same process, same thread count.
+
+    python bench/conv_cpu.py [--threads 2] [--repeats 9] [--dtype float32]
+
+For each of five shapes and each of forward / dX / dW it times numbanet and
+PyTorch alternately (interleaved, so machine noise hits both alike), reports the
+median milliseconds, GFLOP/s and the ratio torch_time / numbanet_time (> 1 means
+numbanet is faster), and the geometric mean of the 15 ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs per op (median reported)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+# Thread counts must be fixed before numba / BLAS / torch start their pools.
+for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from numbanet.conv import conv2d, conv2d_backward_input, conv2d_backward_weight  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+
+# (label, N, C, K, H, W, kernel, stride, padding)
+SHAPES = [
+    ("N64 C64 K64 32x32 3x3 p1", 64, 64, 64, 32, 32, 3, 1, 1),
+    ("N64 C128 K128 16x16 3x3 p1", 64, 128, 128, 16, 16, 3, 1, 1),
+    ("N8 C64 K64 56x56 3x3 p1", 8, 64, 64, 56, 56, 3, 1, 1),
+    ("N64 C256 K64 14x14 1x1", 64, 256, 64, 14, 14, 1, 1, 0),
+    ("N64 C64 K128 32x32 3x3 s2 p1", 64, 64, 128, 32, 32, 3, 2, 1),
+]
+
+
+def median_times(fns: dict, repeats: int) -> dict:
+    """Run each callable once to warm up, then ``repeats`` interleaved rounds; median seconds each."""
+    for fn in fns.values():
+        fn()
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def main() -> int:
+    dtype = np.dtype(ARGS.dtype)
+    rng = np.random.default_rng(0)
+    rows, ratios = [], []
+    for label, n, c, k, h, w, ks, s, p in SHAPES:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        wt = (rng.standard_normal((k, c, ks, ks)) * 0.1).astype(dtype)
+        b = rng.standard_normal(k).astype(dtype)
+        y = conv2d(x, wt, b, s, p)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        xt, wtt, bt, dyt = (torch.from_numpy(a) for a in (x, wt, b, dy))
+        flops = 2.0 * y.size * c * ks * ks
+        ops = {
+            "forward": (lambda: conv2d(x, wt, b, s, p),
+                        lambda: torch.nn.functional.conv2d(xt, wtt, bt, s, p)),
+            "dX": (lambda: conv2d_backward_input(dy, wt, x.shape, s, p),
+                   lambda: torch.ops.aten.convolution_backward(
+                       dyt, xt, wtt, None, (s, s), (p, p), (1, 1), False, (0, 0), 1, (True, False, False))),
+            "dW": (lambda: conv2d_backward_weight(dy, x, wt.shape, s, p),
+                   lambda: torch.ops.aten.convolution_backward(
+                       dyt, xt, wtt, [k], (s, s), (p, p), (1, 1), False, (0, 0), 1, (False, True, True))),
+        }
+        with torch.no_grad():
+            for op, (ours, theirs) in ops.items():
+                t = median_times({"numbanet": ours, "torch": theirs}, ARGS.repeats)
+                ratio = t["torch"] / t["numbanet"]
+                ratios.append(ratio)
+                rows.append((label, op, t["numbanet"] * 1e3, t["torch"] * 1e3,
+                             flops / t["numbanet"] / 1e9, flops / t["torch"] / 1e9, ratio))
+    print(f"conv2d {dtype}, {ARGS.threads} threads, median of {ARGS.repeats} interleaved runs "
+          f"(torch {torch.__version__}, numpy {np.__version__})")
+    header = f"{'shape':30s} {'op':8s} {'numbanet ms':>11s} {'torch ms':>9s} {'nb GF/s':>8s} {'th GF/s':>8s} {'torch/nb':>9s}"
+    print(header)
+    print("-" * len(header))
+    for label, op, ours, theirs, gf_ours, gf_theirs, ratio in rows:
+        print(f"{label:30s} {op:8s} {ours:11.2f} {theirs:9.2f} {gf_ours:8.1f} {gf_theirs:8.1f} {ratio:9.2f}")
+    geo = float(np.exp(np.mean(np.log(ratios))))
+    print(f"geometric mean of torch_time / numbanet_time over {len(ratios)} ratios: {geo:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+r"""Composite modules: ``Sequential`` (a chain), ``Concat`` (Inception) and ``Add`` (residual).
+
+Sequential, y = f_L(… f_2(f_1(x))): backward runs the children in reverse,
+each turning ∂L/∂(its output) into ∂L/∂(its input)::
+
+    dx = f_1.backward(f_2.backward(… f_L.backward(dy)))
+
+Concat (the Inception module): every branch sees the same x and the outputs are
+joined along ``dim`` (channels), y = [g_1(x), g_2(x), …, g_B(x)].  Since x feeds
+every branch, the chain rule sums the branches' input gradients::
+
+    dy = [dy_1, dy_2, …, dy_B]    (split along dim by the branch output sizes)
+    dx = Σ_b g_b.backward(dy_b)
+
+Add (the residual block), y = body(x) + shortcut(x), shortcut = identity when
+None.  The sum copies dy to both terms, and x feeds both::
+
+    dx = body.backward(dy) + shortcut.backward(dy)     (or + dy for the identity)
+
+The joins are NumPy glue (``np.concatenate``, slicing, ``+``); the arithmetic
+lives in the children's kernels.
+"""
+from __future__ import annotations
+
+import operator
+from collections import OrderedDict
+
+import numpy as np
+
+from ._validate import as_float_array, check_grad
+from .module import Module
+
+
+def _require_module(owner: str, what: str, value) -> Module:
+    if not isinstance(value, Module):
+        raise TypeError(f"{owner}: {what} must be a numbanet Module, got {type(value).__name__}")
+    return value
+
+
+class Sequential(Module):
+    """Apply modules in order; children are named "0", "1", … (or by the OrderedDict's keys)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            items = list(modules[0].items())
+        else:
+            items = [(str(i), m) for i, m in enumerate(modules)]
+        for name, module in items:
+            self.add_module(name, _require_module("Sequential", f"module {name!r}", module))
+        self._cache = None
+
+    def append(self, module: Module) -> "Sequential":
+        self.add_module(str(len(self)), _require_module("Sequential.append", "the argument", module))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        """``seq[i]`` is the i-th child (negative i counts from the end); ``seq[a:b]`` a new Sequential."""
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        index = operator.index(index)
+        if not -len(items) <= index < len(items):
+            raise IndexError(f"Sequential: index {index} out of range for {len(items)} modules")
+        return items[index][1]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for module in self:
+            x = module(x)
+        self._cache = (np.shape(x), np.asarray(x).dtype)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        y_shape, dtype = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        for module in reversed(self._modules.values()):
+            dout = module.backward(dout)
+        return dout
+
+    def extra_repr(self) -> str:
+        return ", ".join(type(m).__name__ for m in self)
+
+
+class Concat(Module):
+    """Run every branch on the same input and concatenate the outputs along ``dim`` (Inception).
+
+    Branches are named "0", "1", …  Their outputs must agree in every dim but ``dim``.
+    """
+
+    def __init__(self, *branches: Module, dim: int = 1):
+        super().__init__()
+        if not branches:
+            raise ValueError("Concat: needs at least one branch")
+        for i, branch in enumerate(branches):
+            self.add_module(str(i), _require_module("Concat", f"branch {i}", branch))
+        self.dim = dim
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = as_float_array(self.describe(), x)
+        outputs = [branch(x) for branch in self._modules.values()]
+        shapes = [out.shape for out in outputs]
+        ndim = len(shapes[0])
+        if not -ndim <= self.dim < ndim:
+            raise ValueError(f"{self.describe()}: dim {self.dim} is out of range for branch outputs "
+                             f"of shapes {shapes}")
+        axis = self.dim % ndim
+        rest = {s[:axis] + s[axis + 1:] if len(s) == ndim else s for s in shapes}
+        if len(rest) != 1:
+            raise ValueError(f"{self.describe()}: branch outputs must have equal shapes except at "
+                             f"dim {self.dim}, got shapes {shapes}")
+        if len({out.dtype for out in outputs}) != 1:
+            raise TypeError(f"{self.describe()}: branch outputs have different dtypes "
+                            f"{[str(out.dtype) for out in outputs]}")
+        y = np.concatenate(outputs, axis=axis)
+        self._cache = (axis, [s[axis] for s in shapes], y.shape, y.dtype)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        axis, sizes, y_shape, dtype = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        pieces = np.split(dout, np.cumsum(sizes)[:-1], axis=axis)
+        grads = [branch.backward(piece) for branch, piece in zip(self._modules.values(), pieces)]
+        return _sum_input_grads(self.describe(), grads)
+
+    def extra_repr(self) -> str:
+        return f"{len(self._modules)} branches, dim={self.dim}"
+
+
+def _sum_input_grads(owner: str, grads: list[np.ndarray]) -> np.ndarray:
+    """Σ grads in order, into a fresh array: a child may hand back a view of its dout."""
+    shapes = [g.shape for g in grads]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"{owner}.backward: the paths returned input gradients of different "
+                         f"shapes {shapes}")
+    total = grads[0].copy()
+    for grad in grads[1:]:
+        total += grad
+    return total
+
+
+class Add(Module):
+    """Residual block y = body(x) + shortcut(x); ``shortcut=None`` is the identity.
+
+    Children are registered as ``body`` and ``shortcut``, so state-dict keys read
+    ``body.0.weight``, ``shortcut.0.weight`` as in a PyTorch module with those attributes.
+    """
+
+    def __init__(self, body: Module, shortcut: Module | None = None):
+        super().__init__()
+        self.body = _require_module("Add", "body", body)
+        self.shortcut = None if shortcut is None else _require_module("Add", "shortcut", shortcut)
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = as_float_array(self.describe(), x)
+        main = self.body(x)
+        skip = x if self.shortcut is None else self.shortcut(x)
+        if main.shape != skip.shape:
+            which = "the input (identity shortcut)" if self.shortcut is None else "shortcut output"
+            raise ValueError(f"{self.describe()}: body output shape {main.shape} does not match "
+                             f"{which} shape {skip.shape}")
+        y = main + skip
+        self._cache = (y.shape, y.dtype)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        y_shape, dtype = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        dx_body = self.body.backward(dout)
+        dx_skip = dout if self.shortcut is None else self.shortcut.backward(dout)
+        return _sum_input_grads(self.describe(), [dx_body, dx_skip])
+
+    def extra_repr(self) -> str:
+        return "identity shortcut" if self.shortcut is None else ""

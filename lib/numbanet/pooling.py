@@ -1,0 +1,424 @@
+r"""2-D pooling: max, average, power-average (Lp / L2) and adaptive/global average.
+
+Every pooling slides a kh x kw window with stride (sh, sw) over each channel of
+x (N, C, H, W) separately.  Padding ph, pw is implicit (at most half the kernel,
+PyTorch's rule, so every window holds at least one real element) and the output
+size follows the convolution rule::
+
+    Ho = ⌊(H + 2·ph − kh) / sh⌋ + 1,   Wo = ⌊(W + 2·pw − kw) / sw⌋ + 1
+
+Write W(o) for the real (non-padding) input positions in the window of output o.
+
+Max pooling (padding counts as −∞, i.e. is never chosen)::
+
+    y[o] = max_{i ∈ W(o)} x[i],            a[o] = argmax (flat index h·W + w in the plane)
+    ∂L/∂x[i] = Σ_{o : a[o] = i} dy[o]       (the gradient is routed to the winner; overlapping
+                                             windows that chose the same element add up)
+
+Average pooling, with d(o) = kh·kw (``count_include_pad=True``) or |W(o)|::
+
+    y[o] = (1 / d(o)) · Σ_{i ∈ W(o)} x[i],    ∂L/∂x[i] = Σ_{o : i ∈ W(o)} dy[o] / d(o)
+
+Power-average (Lp) pooling, PyTorch's ``LPPool2d`` (no padding)::
+
+    y[o] = (Σ_{i ∈ W(o)} x[i]^p)^(1/p),       ∂L/∂x[i] = Σ_{o : i ∈ W(o)} dy[o] · (x[i] / y[o])^(p−1)
+
+With ``mean=True`` the sum becomes a mean, y[o] = ((1/n)·Σ x[i]^p)^(1/p) with n = kh·kw and
+an extra 1/n in the gradient; for p = 2 that is the lectures' "L2 pooling", the root mean
+square h = √((1/n)·Σ h̃²).  A window whose output is exactly 0 passes a zero gradient (a valid
+subgradient, and PyTorch's value) instead of 0/0.  As in PyTorch, a p that is not an even
+integer needs non-negative inputs (x^p or the p-th root of a negative sum is NaN).
+
+Adaptive average pooling to (Ho, Wo) uses PyTorch's bins, which may overlap::
+
+    rows of output oh: [⌊oh·H / Ho⌋, ⌈(oh + 1)·H / Ho⌉)       (columns alike)
+
+``GlobalAvgPool2d`` is the (1, 1) case: the per-channel spatial mean used before the
+classifier in NiN / GoogLeNet / ResNet.
+
+CPU kernels: ``numbanet.kernels.cpu.pooling``.  The backward passes of average and
+power pooling gather over the windows covering each input element; max pooling
+scatters to the winners one (n, c) plane per parallel iteration.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._validate import as_float_array, check_grad, check_ndim, pair
+from .conv import conv2d_output_size
+from .kernels.cpu import pooling as cpu
+from .module import Module
+
+
+class _Axis(NamedTuple):
+    """The windows of one spatial axis (see the kernels' module docstring)."""
+    start: np.ndarray  # window o reads inputs [start[o], end[o])
+    end: np.ndarray
+    first: np.ndarray  # input i is read by windows [first[i], stop[i])
+    stop: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.end - self.start
+
+
+def _axis(size: int, start: np.ndarray, end: np.ndarray) -> _Axis:
+    """Build the tables from window bounds that never decrease with o (true for every pooling here)."""
+    start, end = np.clip(start, 0, size), np.clip(end, 0, size)
+    inputs = np.arange(size)
+    return _Axis(start, end, np.searchsorted(end, inputs, side="right"),
+                 np.searchsorted(start, inputs, side="right"))
+
+
+def _sliding_axis(size: int, kernel: int, stride: int, padding: int, out: int) -> _Axis:
+    start = np.arange(out, dtype=np.int64) * stride - padding
+    return _axis(size, start, start + kernel)
+
+
+def _adaptive_axis(size: int, out: int) -> _Axis:
+    """PyTorch's adaptive bins: [⌊o·size/out⌋, ⌈(o+1)·size/out⌉)."""
+    o = np.arange(out, dtype=np.int64)
+    return _axis(size, (o * size) // out, -((-(o + 1) * size) // out))
+
+
+class _Geometry(NamedTuple):
+    rows: _Axis
+    cols: _Axis
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return len(self.rows.start), len(self.cols.start)
+
+    def window_sizes(self) -> np.ndarray:
+        """(Ho, Wo) float64: the number of real input elements in each window."""
+        return np.multiply.outer(self.rows.lengths, self.cols.lengths).astype(np.float64)
+
+    def constant(self, value: float) -> np.ndarray:
+        return np.full(self.out_hw, float(value))
+
+
+def _check_input(name: str, x) -> np.ndarray:
+    x = as_float_array(name, x)
+    check_ndim(name, x, 4, "(N, C, H, W)")
+    return x
+
+
+def _window_args(name: str, kernel_size, stride, padding):
+    """Normalise (kernel_size, stride, padding); stride None means stride = kernel_size."""
+    kernel = pair(name, "kernel_size", kernel_size, 1)
+    stride = kernel if stride is None else pair(name, "stride", stride, 1)
+    padding = pair(name, "padding", padding, 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{name}: padding should be at most half of the kernel size "
+                         f"(padding <= kernel_size // 2), got padding {padding} for kernel_size {kernel}")
+    return kernel, stride, padding
+
+
+def _sliding_geometry(name: str, input_shape, kernel_size, stride, padding) -> _Geometry:
+    """Validate the window against the input and build its tables."""
+    kernel, stride, padding = _window_args(name, kernel_size, stride, padding)
+    height, width = input_shape[2:]
+    padded = (height + 2 * padding[0], width + 2 * padding[1])
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(f"{name}: kernel {kernel} is larger than the padded input {padded} "
+                         f"(input shape {tuple(input_shape)}, padding {padding})")
+    out_h, out_w = conv2d_output_size(height, width, kernel, stride, padding)
+    return _Geometry(_sliding_axis(height, kernel[0], stride[0], padding[0], out_h),
+                     _sliding_axis(width, kernel[1], stride[1], padding[1], out_w))
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N·C, H, W) view: pooling treats every channel of every sample alike."""
+    return a.reshape(-1, a.shape[2], a.shape[3])
+
+
+# -- max pooling -----------------------------------------------------------------------------------
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = False, *,
+               name: str = "max_pool2d"):
+    """y = max over each window.
+
+    x: (N, C, H, W) -> y: (N, C, Ho, Wo); with ``return_indices`` also the int64 argmax
+    (N, C, Ho, Wo), each a flat index h·W + w into its input plane (PyTorch's convention).
+    """
+    x = _check_input(name, x)
+    geometry = _sliding_geometry(name, x.shape, kernel_size, stride, padding)
+    n, c = x.shape[:2]
+    y = np.empty((n, c, *geometry.out_hw), x.dtype)
+    indices = np.empty(y.shape, np.int64)
+    cpu.max_pool(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start,
+                 geometry.cols.end, _planes(y), _planes(indices))
+    return (y, indices) if return_indices else y
+
+
+def max_pool2d_backward(dy, indices, input_shape) -> np.ndarray:
+    """dx (``input_shape`` = (N, C, H, W)) from dy and the argmax ``indices``, both (N, C, Ho, Wo)."""
+    dy = np.ascontiguousarray(dy)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    n, c, h, w = input_shape
+    if indices.shape != dy.shape or dy.shape[:2] != (n, c):
+        raise ValueError(f"max_pool2d_backward: dy {dy.shape} and indices {indices.shape} must have "
+                         f"the same shape (N, C, Ho, Wo) with (N, C) = {(n, c)}")
+    # A wrong index would write outside dx: the kernel does not bounds-check.
+    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
+        raise ValueError(f"max_pool2d_backward: indices must lie in [0, H·W) = [0, {h * w}), "
+                         f"got [{indices.min()}, {indices.max()}]")
+    dx = np.empty((n, c, h, w), dy.dtype)
+    cpu.max_pool_backward(dy.reshape(n * c, -1), indices.reshape(n * c, -1), dx.reshape(n * c, -1))
+    return dx
+
+
+# -- average pooling -------------------------------------------------------------------------------
+
+def _avg_divisor(geometry: _Geometry, kernel_size, count_include_pad: bool) -> np.ndarray:
+    if count_include_pad:
+        kh, kw = pair("avg_pool2d", "kernel_size", kernel_size, 1)
+        return geometry.constant(kh * kw)
+    return geometry.window_sizes()
+
+
+def _mean_pool(x: np.ndarray, geometry: _Geometry, divisor: np.ndarray) -> np.ndarray:
+    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
+    cpu.mean_pool(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start,
+                  geometry.cols.end, divisor, _planes(y))
+    return y
+
+
+def _mean_pool_backward(dy: np.ndarray, input_shape, geometry: _Geometry, divisor: np.ndarray) -> np.ndarray:
+    dx = np.empty(tuple(input_shape), dy.dtype)
+    cpu.mean_pool_backward(_planes(dy), geometry.rows.first, geometry.rows.stop, geometry.cols.first,
+                           geometry.cols.stop, divisor, _planes(dx))
+    return dx
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool = True, *,
+               name: str = "avg_pool2d") -> np.ndarray:
+    """y = window mean.  x: (N, C, H, W) -> y: (N, C, Ho, Wo).
+
+    The divisor is kh·kw when ``count_include_pad`` (padding counts as zeros), else the
+    number of real elements in the window.  kernel 3, stride 1, padding 1 keeps H x W
+    (the pooling branch of an Inception module).
+    """
+    x = _check_input(name, x)
+    geometry = _sliding_geometry(name, x.shape, kernel_size, stride, padding)
+    return _mean_pool(x, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
+
+
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0,
+                        count_include_pad: bool = True) -> np.ndarray:
+    """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo) and the forward's arguments."""
+    geometry = _sliding_geometry("avg_pool2d_backward", input_shape, kernel_size, stride, padding)
+    divisor = _avg_divisor(geometry, kernel_size, count_include_pad)
+    return _mean_pool_backward(np.ascontiguousarray(dy), input_shape, geometry, divisor)
+
+
+# -- power-average (Lp) pooling --------------------------------------------------------------------
+
+def _check_norm_type(name: str, norm_type) -> float:
+    norm_type = float(norm_type)
+    if not (0 < norm_type < np.inf):
+        raise ValueError(f"{name}: norm_type must be a finite number > 0, got {norm_type}")
+    return norm_type
+
+
+def _lp_divisor(geometry: _Geometry, kernel_size, mean: bool) -> np.ndarray:
+    kh, kw = pair("lp_pool2d", "kernel_size", kernel_size, 1)
+    return geometry.constant(kh * kw if mean else 1)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, mean: bool = False, *,
+              name: str = "lp_pool2d") -> np.ndarray:
+    """y = (Σ_window x^p)^(1/p), or ((1/n)·Σ_window x^p)^(1/p) with ``mean=True`` (n = kh·kw).
+
+    x: (N, C, H, W) -> y: (N, C, Ho, Wo); no padding (as PyTorch).  p = 2, mean=True is
+    the lectures' root-mean-square "L2 pooling".
+    """
+    x = _check_input(name, x)
+    norm_type = _check_norm_type(name, norm_type)
+    geometry = _sliding_geometry(name, x.shape, kernel_size, stride, 0)
+    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
+    cpu.power_pool(_planes(x), norm_type, geometry.rows.start, geometry.rows.end, geometry.cols.start,
+                   geometry.cols.end, _lp_divisor(geometry, kernel_size, mean), _planes(y))
+    return y
+
+
+def lp_pool2d_backward(dy, x, y, norm_type, kernel_size, stride=None, mean: bool = False) -> np.ndarray:
+    """dx (N, C, H, W) from dy, the forward input x and output y (both needed: dx ∝ (x/y)^(p−1))."""
+    x = np.ascontiguousarray(x)
+    norm_type = _check_norm_type("lp_pool2d_backward", norm_type)
+    geometry = _sliding_geometry("lp_pool2d_backward", x.shape, kernel_size, stride, 0)
+    dx = np.empty(x.shape, x.dtype)
+    cpu.power_pool_backward(_planes(np.ascontiguousarray(dy, dtype=x.dtype)), _planes(x), _planes(np.ascontiguousarray(y)),
+                            norm_type, geometry.rows.first, geometry.rows.stop, geometry.cols.first,
+                            geometry.cols.stop, _lp_divisor(geometry, kernel_size, mean), _planes(dx))
+    return dx
+
+
+# -- adaptive average pooling ----------------------------------------------------------------------
+
+def _adaptive_geometry(input_shape, out_hw) -> _Geometry:
+    height, width = input_shape[2:]
+    return _Geometry(_adaptive_axis(height, out_hw[0]), _adaptive_axis(width, out_hw[1]))
+
+
+def _resolve_output_size(name: str, output_size, input_shape) -> tuple[int, int]:
+    """int or (h, w) pair; None in the pair keeps that input dimension (as PyTorch)."""
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        output_size = (output_size, output_size)
+    output_size = tuple(output_size)
+    if len(output_size) != 2:
+        raise ValueError(f"{name}: output_size must be an int or a pair (h, w), got {output_size}")
+    resolved = tuple(int(input_shape[2 + axis] if size is None else size)
+                     for axis, size in enumerate(output_size))
+    if min(resolved) < 1:
+        raise ValueError(f"{name}: output_size must be >= 1, got {output_size}")
+    return resolved
+
+
+def adaptive_avg_pool2d(x, output_size, *, name: str = "adaptive_avg_pool2d") -> np.ndarray:
+    """Average over PyTorch's adaptive bins.  x: (N, C, H, W) -> y: (N, C, Ho, Wo) = output_size."""
+    x = _check_input(name, x)
+    out_hw = _resolve_output_size(name, output_size, x.shape)
+    geometry = _adaptive_geometry(x.shape, out_hw)
+    return _mean_pool(x, geometry, geometry.window_sizes())
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
+    """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo); the bins follow from the two shapes."""
+    dy = np.ascontiguousarray(dy)
+    geometry = _adaptive_geometry(input_shape, dy.shape[2:])
+    return _mean_pool_backward(dy, input_shape, geometry, geometry.window_sizes())
+
+
+# -- layers ----------------------------------------------------------------------------------------
+
+class _Pool2d(Module):
+    """Shared state of the sliding-window poolings: (kernel_size, stride, padding) as pairs."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name = f"{type(self).__name__}(kernel_size={kernel_size})"
+        self.kernel_size, self.stride, self.padding = _window_args(name, kernel_size, stride, padding)
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        return s
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling; ``stride`` defaults to ``kernel_size``.  backward routes dy to the argmax."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, indices = max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True,
+                                name=self.describe())
+        self._cache = (np.shape(x), y.dtype, indices)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        input_shape, dtype, indices = self._saved()
+        dout = check_grad(self.describe(), dout, indices.shape, dtype)
+        return max_pool2d_backward(dout, indices, input_shape)
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling; ``count_include_pad`` decides whether padding zeros count in the mean."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad,
+                       name=self.describe())
+        self._cache = (np.shape(x), y.shape, y.dtype)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        input_shape, y_shape, dtype = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        return avg_pool2d_backward(dout, input_shape, self.kernel_size, self.stride, self.padding,
+                                   self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.count_include_pad else s + ", count_include_pad=False"
+
+
+class LPPool2d(_Pool2d):
+    """Power-average pooling y = (Σ x^p)^(1/p) (PyTorch's ``LPPool2d``; no padding).
+
+    ``mean=True`` (not in PyTorch) averages instead of summing: with ``norm_type=2`` it is
+    the lectures' root-mean-square L2 pooling.  See the module docstring for the gradient.
+    """
+
+    def __init__(self, norm_type, kernel_size, stride=None, mean: bool = False):
+        super().__init__(kernel_size, stride, 0)
+        self.norm_type = _check_norm_type(f"LPPool2d({norm_type})", norm_type)
+        self.mean = bool(mean)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = _check_input(self.describe(), x)
+        y = lp_pool2d(x, self.norm_type, self.kernel_size, self.stride, self.mean, name=self.describe())
+        self._cache = (x, y)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x, y = self._saved()
+        dout = check_grad(self.describe(), dout, y.shape, y.dtype)
+        return lp_pool2d_backward(dout, x, y, self.norm_type, self.kernel_size, self.stride, self.mean)
+
+    def extra_repr(self) -> str:
+        return f"norm_type={self.norm_type:g}, " + super().extra_repr() + (", mean=True" if self.mean else "")
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed ``output_size`` (int or (h, w); None keeps that input size)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = adaptive_avg_pool2d(x, self.output_size, name=self.describe())
+        self._cache = (np.shape(x), y.shape, y.dtype)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        input_shape, y_shape, dtype = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        return adaptive_avg_pool2d_backward(dout, input_shape)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class GlobalAvgPool2d(AdaptiveAvgPool2d):
+    """Per-channel spatial mean: (N, C, H, W) -> (N, C, 1, 1), i.e. ``AdaptiveAvgPool2d((1, 1))``.
+
+    The (N, C, 1, 1) shape is kept by default so that a following 1x1 convolution works
+    unchanged; ``flatten=True`` returns (N, C), ready for a ``Linear`` classifier.
+    Not a PyTorch class.
+    """
+
+    def __init__(self, flatten: bool = False):
+        super().__init__((1, 1))
+        self.flatten = bool(flatten)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = super().forward(x)
+        return y.reshape(y.shape[:2]) if self.flatten else y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.flatten:
+            _, y_shape, dtype = self._saved()
+            dout = check_grad(self.describe(), dout, y_shape[:2], dtype).reshape(y_shape)
+        return super().backward(dout)
+
+    def extra_repr(self) -> str:
+        return "flatten=True" if self.flatten else ""

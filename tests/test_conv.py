@@ -1,0 +1,164 @@
+"""Conv2d and the functional convolution against PyTorch, numeric gradients and bad input."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+import numbanet as nb
+from numbanet import functional as F, nn
+from numbanet.gradcheck import gradcheck
+from tests.oracle import assert_close, tensor
+
+
+@st.composite
+def conv_configs(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    # include the edge case "kernel equal to the padded input" (a single output pixel)
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 4)), k=draw(st.integers(1, 4)),
+                h=h, w=w, kernel=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                padding=(ph, pw), contiguous=draw(st.booleans()), bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from([np.float64, np.float32])), seed=draw(st.integers(0, 2**16)))
+
+
+def make_input(rng, shape, dtype, contiguous=True):
+    """A random array of ``shape``; when not ``contiguous`` it is a strided view of a bigger array."""
+    if contiguous:
+        return rng.standard_normal(shape).astype(dtype)
+    big = rng.standard_normal((*shape[:-1], 2 * shape[-1])).astype(dtype)
+    return big[..., ::2]  # non-contiguous unless the last axis has length 1
+
+
+@given(conv_configs())
+def test_conv2d_matches_torch(cfg):
+    rng = np.random.default_rng(cfg["seed"])
+    dtype = np.dtype(cfg["dtype"])
+    layer = nn.Conv2d(cfg["c"], cfg["k"], cfg["kernel"], cfg["stride"], cfg["padding"],
+                      bias=cfg["bias"], dtype=dtype, rng=rng)
+    x = make_input(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["contiguous"])
+    y = layer(x)
+
+    xt, wt = tensor(x), tensor(layer.weight.data)
+    bt = tensor(layer.bias.data) if cfg["bias"] else None
+    yt = torch.nn.functional.conv2d(xt, wt, bt, cfg["stride"], cfg["padding"])
+    assert y.dtype == dtype and y.shape == tuple(yt.shape)
+    assert_close(y, yt, dtype, "forward")
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    yt.backward(torch.from_numpy(dy))
+    assert_close(dx, xt.grad, dtype, "dx")
+    assert_close(layer.weight.grad, wt.grad, dtype, "dw")
+    if cfg["bias"]:
+        assert_close(layer.bias.grad, bt.grad, dtype, "db")
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (1, 1, 0), (1, 2, 0), ((2, 3), (2, 1), (1, 0))])
+def test_conv2d_gradcheck(kernel, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 6))
+    w = rng.standard_normal((2, 3, *nb.conv.pair("test", "kernel", kernel, 1)))
+    b = rng.standard_normal(2)
+    dy = rng.standard_normal(F.conv2d(x, w, b, stride, padding).shape)
+
+    def loss(x, w, b):
+        return float(np.sum(F.conv2d(x, w, b, stride, padding) * dy))
+
+    dx, dw, db = F.conv2d_backward(dy, x, w, stride, padding)
+    gradcheck(loss, [x, w, b], [dx, dw, db], max_checks=None)
+
+
+def test_backward_accumulates_parameter_gradients(rng):
+    layer = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((2, 2, 4, 4))
+    dy = rng.standard_normal(layer(x).shape)
+    layer.backward(dy)
+    once = layer.weight.grad.copy(), layer.bias.grad.copy()
+    layer.backward(dy)
+    np.testing.assert_allclose(layer.weight.grad, 2 * once[0])
+    np.testing.assert_allclose(layer.bias.grad, 2 * once[1])
+    layer.zero_grad()
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
+def test_large_batch_spans_several_chunks(rng, monkeypatch):
+    """The im2col path splits big batches into chunks; the split must not change the result."""
+    x = rng.standard_normal((7, 3, 6, 5))
+    w = rng.standard_normal((4, 3, 3, 2))
+    dy = rng.standard_normal(F.conv2d(x, w, None, 2, 1).shape)
+    whole = F.conv2d(x, w, None, 2, 1), *F.conv2d_backward(dy, x, w, 2, 1)
+    monkeypatch.setattr(nb.conv, "_CHUNK_BYTES", 1)  # one sample per chunk
+    chunked = F.conv2d(x, w, None, 2, 1), *F.conv2d_backward(dy, x, w, 2, 1)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_output_size_rule():
+    # (n' - 1) S + F = n + 2P
+    assert F.conv2d_output_size(227, 227, 11, 4, 0) == (55, 55)
+    assert F.conv2d_output_size(32, 32, 3, 1, 1) == (32, 32)
+    assert F.conv2d_output_size(7, 8, (3, 2), (2, 3), (1, 0)) == (4, 3)
+
+
+def test_state_dict_round_trip_and_names(rng):
+    layer = nn.Conv2d(3, 4, 3, rng=rng)
+    sd = layer.state_dict()
+    assert list(sd) == ["weight", "bias"] and sd["weight"].shape == (4, 3, 3, 3)
+    other = nn.Conv2d(3, 4, 3)
+    other.load_state_dict(sd)
+    np.testing.assert_array_equal(other.weight.data, layer.weight.data)
+    with pytest.raises(ValueError, match=r"weight: expected shape \(4, 3, 3, 3\), got \(4, 3, 1, 1\)"):
+        other.load_state_dict({"weight": np.zeros((4, 3, 1, 1)), "bias": np.zeros(4)})
+
+
+def test_default_init_is_fan_in_uniform():
+    layer = nn.Conv2d(16, 32, 3, rng=np.random.default_rng(0))
+    bound = 1 / np.sqrt(16 * 9)
+    assert np.abs(layer.weight.data).max() <= bound
+    assert np.abs(layer.weight.data).max() > 0.95 * bound
+    assert layer.weight.dtype == np.float32
+
+
+class TestBadInput:
+    layer = nn.Conv2d(3, 4, 3, padding=1)
+
+    def test_wrong_ndim(self):
+        with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*expected a 4-D input of shape \(N, C, H, W\), got shape \(3, 8, 8\)"):
+            self.layer(np.zeros((3, 8, 8), np.float32))
+
+    def test_channel_mismatch(self):
+        with pytest.raises(ValueError, match=r"Conv2d\(3, 4.*expected input with 3 channels.*got shape \(2, 5, 8, 8\)"):
+            self.layer(np.zeros((2, 5, 8, 8), np.float32))
+
+    def test_integer_dtype(self):
+        with pytest.raises(TypeError, match=r"Conv2d\(3, 4.*float32 or float64, got int64"):
+            self.layer(np.zeros((2, 3, 8, 8), np.int64))
+
+    def test_dtype_mismatch(self):
+        with pytest.raises(TypeError, match=r"input dtype float64 does not match the parameters' dtype float32"):
+            self.layer(np.zeros((2, 3, 8, 8), np.float64))
+
+    def test_kernel_larger_than_padded_input(self):
+        with pytest.raises(ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 2\)"):
+            nn.Conv2d(1, 1, 3)(np.zeros((1, 1, 2, 2), np.float32))
+
+    @pytest.mark.parametrize("stride", [0, -1, (1, 0)])
+    def test_stride_not_positive(self, stride):
+        with pytest.raises(ValueError, match=r"Conv2d\(3, 4\): stride must be >= 1"):
+            nn.Conv2d(3, 4, 3, stride=stride)
+
+    def test_negative_padding(self):
+        with pytest.raises(ValueError, match="padding must be >= 0"):
+            nn.Conv2d(3, 4, 3, padding=-1)
+
+    def test_backward_before_forward(self):
+        with pytest.raises(RuntimeError, match=r"Conv2d\(3, 4.*backward called before forward"):
+            nn.Conv2d(3, 4, 3).backward(np.zeros((1, 4, 1, 1), np.float32))
+
+    def test_dout_wrong_shape(self):
+        layer = nn.Conv2d(3, 4, 3, padding=1)
+        layer(np.zeros((2, 3, 8, 8), np.float32))
+        with pytest.raises(ValueError, match=r"expected dout of shape \(2, 4, 8, 8\).*got \(2, 4, 6, 6\)"):
+            layer.backward(np.zeros((2, 4, 6, 6), np.float32))
