@@ -130,7 +130,7 @@ class Concat(Module):
         return _sum_input_grads(self.describe(), grads)
 
     def extra_repr(self) -> str:
-        return f"{len(self._modules)} branches, dim={self.dim}"
+        return f"branches={len(self._modules)}, dim={self.dim}"
 
 
 def _sum_input_grads(owner: str, grads: list[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,447 @@
+r"""Activation functions: elementwise non-linearities, plus Dice (which normalises over the batch).
+
+Forward y = f(x) and backward dx = dy · f'(x), elementwise::
+
+    ReLU        f = max(x, 0)                               f' = [x > 0]   (0 at x = 0, as PyTorch)
+    LeakyReLU   f = x if x > 0 else s·x                     f' = 1 if x > 0 else s       (s = 0.01)
+    ELU         f = x if x > 0 else α·(eˣ − 1)              f' = 1 if x > 0 else α·eˣ   (α = 1)
+    SELU        λ·ELU_α(x), α ≈ 1.6733, λ ≈ 1.0507 (self-normalising constants)
+    GELU        f = x·Φ(x) = ½x·(1 + erf(x/√2))             f' = Φ(x) + x·φ(x)
+    GELU tanh   f = ½x·(1 + tanh(√(2/π)·(x + 0.044715x³)))  (the lectures' form, ``approximate='tanh'``)
+                f' = ½(1 + t) + ½x·(1 − t²)·√(2/π)·(1 + 3·0.044715x²)
+    Swish       f = x·σ(βx)  (β fixed)                      f' = s + βx·s·(1 − s),  s = σ(βx)
+    SiLU        Swish with β = 1.  (β = 1.702 approximates GELU.)
+    Mish        f = x·tanh(softplus(x))                     f' = t + x·(1 − t²)·σ(x)
+    Sigmoid     f = σ(x) = 1 / (1 + e⁻ˣ)                    f' = y·(1 − y)
+    Tanh        f = tanh(x)                                 f' = 1 − y²
+
+σ and softplus are evaluated without overflow for any finite x (see the kernels).
+Sigmoid's and Tanh's backward read the forward *output* y; the others read x.
+
+Dice (Zhou et al., "Deep Interest Network", 2018), per feature c with a trainable α_c::
+
+    x̂ = (x − E[x]) / √(Var[x] + ε),   p = σ(x̂),   y = p·x + (1 − p)·α·x = x·(α + (1 − α)·p)
+
+In training, E and Var are the batch mean and biased variance of feature c (over N, and
+over L for (N, C, L) input), and running estimates are updated like BatchNorm's
+(momentum 0.1, unbiased variance); in eval the running estimates are used.  α starts at 0
+and ε = 1e-8, as in the paper.  Backward, with g = ∂L/∂x̂ = dy·(1 − α)·x·p·(1 − p)::
+
+    ∂L/∂α = Σ dy·x·(1 − p)
+    ∂L/∂x = dy·(α + (1 − α)·p) + (g − mean(g) − x̂·mean(g·x̂)) / √(Var + ε)    (training)
+    ∂L/∂x = dy·(α + (1 − α)·p) + g / √(Var + ε)                               (eval)
+
+the second term being the batch-norm backward of x̂ (the means are over the feature's values).
+
+CPU kernels: ``numbanet.kernels.cpu.activation``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import as_float_array, check_dim, check_dtype_match, check_grad
+from .kernels.cpu import activation as cpu
+from .module import Module
+from .tensor import Parameter
+
+
+def _apply(kernel, x, *args, name: str) -> np.ndarray:
+    """out = kernel(x) elementwise, same shape and dtype as x."""
+    x = as_float_array(name, x)
+    out = np.empty_like(x)
+    kernel(x.reshape(-1), *args, out.reshape(-1))
+    return out
+
+
+def _apply_backward(kernel, dy, saved, *args) -> np.ndarray:
+    """dx = kernel(dy, saved) elementwise, where ``saved`` is the forward input or output."""
+    saved = np.ascontiguousarray(saved)
+    dy = np.ascontiguousarray(dy, dtype=saved.dtype)
+    if dy.shape != saved.shape:
+        raise ValueError(f"{kernel.__name__}: expected dy of shape {saved.shape} (the forward's), "
+                         f"got {dy.shape}")
+    dx = np.empty_like(saved)
+    kernel(dy.reshape(-1), saved.reshape(-1), *args, dx.reshape(-1))
+    return dx
+
+
+def relu(x, *, name: str = "relu") -> np.ndarray:
+    """y = max(x, 0), any shape."""
+    return _apply(cpu.relu, x, name=name)
+
+
+def relu_backward(dy, x) -> np.ndarray:
+    """dx = dy·[x > 0] (zero at x = 0)."""
+    return _apply_backward(cpu.relu_backward, dy, x)
+
+
+def leaky_relu(x, negative_slope: float = 0.01, *, name: str = "leaky_relu") -> np.ndarray:
+    """y = x if x > 0 else negative_slope·x."""
+    return _apply(cpu.leaky_relu, x, float(negative_slope), name=name)
+
+
+def leaky_relu_backward(dy, x, negative_slope: float = 0.01) -> np.ndarray:
+    """dx = dy if x > 0 else negative_slope·dy."""
+    return _apply_backward(cpu.leaky_relu_backward, dy, x, float(negative_slope))
+
+
+def elu(x, alpha: float = 1.0, *, name: str = "elu") -> np.ndarray:
+    """y = x if x > 0 else alpha·(eˣ − 1)."""
+    return _apply(cpu.elu, x, float(alpha), 1.0, name=name)
+
+
+def elu_backward(dy, x, alpha: float = 1.0) -> np.ndarray:
+    """dx = dy if x > 0 else dy·alpha·eˣ."""
+    return _apply_backward(cpu.elu_backward, dy, x, float(alpha), 1.0)
+
+
+def selu(x, *, name: str = "selu") -> np.ndarray:
+    """y = λ·ELU_α(x) with PyTorch's α = 1.6732632…, λ = 1.0507009…"""
+    return _apply(cpu.elu, x, cpu.SELU_ALPHA, cpu.SELU_SCALE, name=name)
+
+
+def selu_backward(dy, x) -> np.ndarray:
+    """dx = dy·λ if x > 0 else dy·λ·α·eˣ."""
+    return _apply_backward(cpu.elu_backward, dy, x, cpu.SELU_ALPHA, cpu.SELU_SCALE)
+
+
+_GELU_KERNELS = {"none": (cpu.gelu, cpu.gelu_backward), "tanh": (cpu.gelu_tanh, cpu.gelu_tanh_backward)}
+
+
+def _gelu_kernels(name: str, approximate: str):
+    if approximate not in _GELU_KERNELS:
+        raise ValueError(f"{name}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _GELU_KERNELS[approximate]
+
+
+def gelu(x, approximate: str = "none", *, name: str = "gelu") -> np.ndarray:
+    """y = x·Φ(x) (exact, erf) or its tanh approximation (``approximate='tanh'``, the lectures')."""
+    return _apply(_gelu_kernels(name, approximate)[0], x, name=name)
+
+
+def gelu_backward(dy, x, approximate: str = "none") -> np.ndarray:
+    """dx = dy·GELU'(x) for the same ``approximate``."""
+    return _apply_backward(_gelu_kernels("gelu_backward", approximate)[1], dy, x)
+
+
+def swish(x, beta: float = 1.0, *, name: str = "swish") -> np.ndarray:
+    """y = x·σ(β·x)."""
+    return _apply(cpu.swish, x, float(beta), name=name)
+
+
+def swish_backward(dy, x, beta: float = 1.0) -> np.ndarray:
+    """dx = dy·(s + β·x·s·(1 − s)),  s = σ(β·x)."""
+    return _apply_backward(cpu.swish_backward, dy, x, float(beta))
+
+
+def silu(x, *, name: str = "silu") -> np.ndarray:
+    """y = x·σ(x) (Swish with β = 1)."""
+    return swish(x, 1.0, name=name)
+
+
+def silu_backward(dy, x) -> np.ndarray:
+    """dx = dy·(s + x·s·(1 − s)),  s = σ(x)."""
+    return swish_backward(dy, x, 1.0)
+
+
+def mish(x, *, name: str = "mish") -> np.ndarray:
+    """y = x·tanh(softplus(x))."""
+    return _apply(cpu.mish, x, name=name)
+
+
+def mish_backward(dy, x) -> np.ndarray:
+    """dx = dy·(t + x·(1 − t²)·σ(x)),  t = tanh(softplus(x))."""
+    return _apply_backward(cpu.mish_backward, dy, x)
+
+
+def sigmoid(x, *, name: str = "sigmoid") -> np.ndarray:
+    """y = 1 / (1 + e⁻ˣ)."""
+    return _apply(cpu.sigmoid, x, name=name)
+
+
+def sigmoid_backward(dy, y) -> np.ndarray:
+    """dx = dy·y·(1 − y), from the forward OUTPUT y."""
+    return _apply_backward(cpu.sigmoid_backward, dy, y)
+
+
+def tanh(x, *, name: str = "tanh") -> np.ndarray:
+    """y = tanh(x)."""
+    return _apply(cpu.tanh, x, name=name)
+
+
+def tanh_backward(dy, y) -> np.ndarray:
+    """dx = dy·(1 − y²), from the forward OUTPUT y."""
+    return _apply_backward(cpu.tanh_backward, dy, y)
+
+
+# -- Dice ------------------------------------------------------------------------------------------
+
+def _dice_input(name: str, x, alpha) -> tuple[np.ndarray, np.ndarray]:
+    """Validate x (N, C) or (N, C, L) against alpha (C,); return x and its (N, C, L) view."""
+    x = as_float_array(name, x)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected a 2-D input (N, C) or 3-D input (N, C, L), got shape {x.shape}")
+    check_dim(name, x, 1, len(alpha), "(N, C) or (N, C, L)")
+    check_dtype_match(name, x, alpha.dtype)
+    return x, x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _dice_statistics(name: str, x3: np.ndarray, running_mean, running_var, training: bool, eps: float):
+    """(mean, batch variance or None, 1/√(var + ε), batch_stats) per feature, all float64."""
+    batch_stats = training or running_mean is None
+    if not batch_stats:
+        mean, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
+        return mean, None, 1.0 / np.sqrt(var + eps), False
+    count = x3.shape[0] * x3.shape[2]
+    if count < 2:
+        raise ValueError(f"{name}: expected more than 1 value per feature to compute batch statistics, "
+                         f"got {count} (input viewed as (N, C, L) = {x3.shape})")
+    channels = x3.shape[1]
+    mean, var = np.empty(channels), np.empty(channels)
+    cpu.channel_moments(x3, mean, var)
+    return mean, var, 1.0 / np.sqrt(var + eps), True
+
+
+def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
+    """BatchNorm's rule: r ← (1 − m)·r + m·batch value, with the unbiased batch variance."""
+    running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1.0 - momentum) * running_var + momentum * var * (count / (count - 1))
+
+
+def _dice_forward(x3, alpha, mean, inv_std, out_shape) -> np.ndarray:
+    y = np.empty(x3.shape, x3.dtype)
+    cpu.dice(x3, np.ascontiguousarray(alpha), mean, inv_std, y)
+    return y.reshape(out_shape)
+
+
+def _dice_backward(dy, x3, alpha, mean, inv_std, batch_stats: bool):
+    dy3 = np.ascontiguousarray(dy, dtype=x3.dtype).reshape(x3.shape)
+    dx, dalpha = np.empty(x3.shape, x3.dtype), np.empty(x3.shape[1], alpha.dtype)
+    cpu.dice_backward(dy3, x3, np.ascontiguousarray(alpha), mean, inv_std, batch_stats, dx, dalpha)
+    return dx.reshape(np.shape(dy)), dalpha
+
+
+def dice(x, alpha, running_mean=None, running_var=None, training: bool = False, momentum: float = 0.1,
+         eps: float = 1e-8, *, name: str = "dice") -> np.ndarray:
+    """y = x·(α + (1 − α)·σ(x̂)) with x̂ the per-feature standardised x.
+
+    x: (N, C) or (N, C, L); alpha, running_mean, running_var: (C,) -> y: same shape as x.
+    Batch statistics are used when ``training`` (then the running ones, if given, are
+    updated in place) or when no running statistics are given; else the running ones.
+    """
+    alpha = np.asarray(alpha)
+    x, x3 = _dice_input(name, x, alpha)
+    mean, var, inv_std, batch_stats = _dice_statistics(name, x3, running_mean, running_var, training, eps)
+    if training and running_mean is not None:
+        _update_running(running_mean, running_var, mean, var, x3.shape[0] * x3.shape[2], momentum)
+    return _dice_forward(x3, alpha, mean, inv_std, x.shape)
+
+
+def dice_backward(dy, x, alpha, running_mean=None, running_var=None, training: bool = False,
+                  eps: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dα) for ``dice`` called with the same arguments (running statistics as the forward used
+    them: in training they are not read; batch statistics are recomputed from x)."""
+    alpha = np.asarray(alpha)
+    _, x3 = _dice_input("dice_backward", x, alpha)
+    mean, _, inv_std, batch_stats = _dice_statistics("dice_backward", x3, running_mean, running_var,
+                                                     training, eps)
+    return _dice_backward(dy, x3, alpha, mean, inv_std, batch_stats)
+
+
+# -- layers ----------------------------------------------------------------------------------------
+
+class _Activation(Module):
+    """An elementwise activation: ``_forward(x)`` and ``_backward(dy, saved)``.
+
+    ``saved`` is the forward input x, or the output y when ``saves_output`` (Sigmoid, Tanh).
+    """
+
+    saves_output = False
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = as_float_array(self.describe(), x)
+        y = self._forward(x)
+        self._cache = y if self.saves_output else x
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        saved = self._saved()
+        dout = check_grad(self.describe(), dout, saved.shape, saved.dtype)
+        return self._backward(dout, saved)
+
+
+class ReLU(_Activation):
+    """y = max(x, 0)."""
+
+    def _forward(self, x):
+        return relu(x)
+
+    def _backward(self, dy, x):
+        return relu_backward(dy, x)
+
+
+class LeakyReLU(_Activation):
+    """y = x if x > 0 else negative_slope·x."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def _forward(self, x):
+        return leaky_relu(x, self.negative_slope)
+
+    def _backward(self, dy, x):
+        return leaky_relu_backward(dy, x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(_Activation):
+    """y = x if x > 0 else alpha·(eˣ − 1)."""
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def _forward(self, x):
+        return elu(x, self.alpha)
+
+    def _backward(self, dy, x):
+        return elu_backward(dy, x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class SELU(_Activation):
+    """y = λ·ELU_α(x) with the fixed self-normalising α, λ."""
+
+    def _forward(self, x):
+        return selu(x)
+
+    def _backward(self, dy, x):
+        return selu_backward(dy, x)
+
+
+class GELU(_Activation):
+    """y = x·Φ(x); ``approximate='tanh'`` uses the lectures' tanh formula."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        _gelu_kernels(f"GELU(approximate={approximate!r})", approximate)
+        self.approximate = approximate
+
+    def _forward(self, x):
+        return gelu(x, self.approximate)
+
+    def _backward(self, dy, x):
+        return gelu_backward(dy, x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Swish(_Activation):
+    """y = x·σ(β·x) with a fixed (not trained) β.  Not a PyTorch class; β = 1 is ``SiLU``."""
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = float(beta)
+
+    def _forward(self, x):
+        return swish(x, self.beta)
+
+    def _backward(self, dy, x):
+        return swish_backward(dy, x, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class SiLU(Swish):
+    """y = x·σ(x)."""
+
+    def __init__(self):
+        super().__init__(1.0)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Mish(_Activation):
+    """y = x·tanh(softplus(x))."""
+
+    def _forward(self, x):
+        return mish(x)
+
+    def _backward(self, dy, x):
+        return mish_backward(dy, x)
+
+
+class Sigmoid(_Activation):
+    """y = σ(x); backward uses y·(1 − y)."""
+
+    saves_output = True
+
+    def _forward(self, x):
+        return sigmoid(x)
+
+    def _backward(self, dy, y):
+        return sigmoid_backward(dy, y)
+
+
+class Tanh(_Activation):
+    """y = tanh(x); backward uses 1 − y²."""
+
+    saves_output = True
+
+    def _forward(self, x):
+        return tanh(x)
+
+    def _backward(self, dy, y):
+        return tanh_backward(dy, y)
+
+
+class Dice(Module):
+    """Data-adaptive activation of DIN: y = x·(α + (1 − α)·σ(x̂)), x̂ batch-normalised per feature.
+
+    Input (N, num_features) or (N, num_features, L).  ``alpha`` (num_features,) is trained
+    and starts at 0; ``running_mean``/``running_var`` buffers serve eval mode, as in
+    BatchNorm1d (same momentum rule).  Formulas: module docstring.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-8, momentum: float = 0.1, dtype=np.float32):
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"Dice({num_features}): num_features must be >= 1")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.alpha = Parameter(np.zeros(num_features, dtype))
+        self.register_buffer("running_mean", np.zeros(num_features, dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype))
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        name = self.describe()
+        x, x3 = _dice_input(name, x, self.alpha.data)
+        mean, var, inv_std, batch_stats = _dice_statistics(
+            name, x3, self.running_mean, self.running_var, self.training, self.eps)
+        if self.training:
+            _update_running(self.running_mean, self.running_var, mean, var, x3.shape[0] * x3.shape[2],
+                            self.momentum)
+        self._cache = (x3, x.shape, mean, inv_std, batch_stats)
+        return _dice_forward(x3, self.alpha.data, mean, inv_std, x.shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x3, x_shape, mean, inv_std, batch_stats = self._saved()
+        dout = check_grad(self.describe(), dout, x_shape, self.alpha.dtype)
+        dx, dalpha = _dice_backward(dout, x3, self.alpha.data, mean, inv_std, batch_stats)
+        self.alpha.grad += dalpha
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"

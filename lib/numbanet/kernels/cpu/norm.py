@@ -1,0 +1,235 @@
+r"""CPU kernels for the normalisation layers (layer module: ``numbanet.norm``).
+
+BatchNorm, InstanceNorm, GroupNorm and LayerNorm share these kernels.  Each views
+its input as x (N, C, P) -- batch, channels, positions (H·W, L, or 1) -- and
+normalises *blocks* of it, with the block statistics in (R, G) arrays:
+
+    block (r, g) = { x[n, c, p] : n ∈ rows(r), c ∈ [g·C/G, (g+1)·C/G), all p }
+    rows(r)      = all samples if R = 1 (BatchNorm: G = C),
+                   sample r      if R = N (InstanceNorm: G = C; GroupNorm; LayerNorm: G = 1)
+
+so element (n, c, p) reads statistics (r, g) = (n if R = N else 0, c // (C/G)).
+γ and β are always per channel.  Statistics are float64 and every sum is a
+float64 local taken in a fixed order: results do not depend on the thread count.
+
+LocalResponseNorm's kernels are at the end: a sum over a window of channels
+(used forward on x² and backward, mirrored, on the gradient terms) and the
+element-wise maps around it.
+"""
+from numba import njit, prange
+
+
+# A parameter-gradient task sums this many consecutive channels, so that a layout with few
+# positions per channel (LayerNorm's (N, D, 1)) still reads whole cache lines.
+_CHANNELS_PER_TASK_TARGET = 64
+
+
+@njit(cache=True)
+def _block_bounds(task, rows, groups, n_batch, per_group):
+    """(r, g, first sample, end sample, first channel, end channel) of block number ``task``."""
+    r = task // groups
+    g = task - r * groups
+    if rows == 1:
+        return r, g, 0, n_batch, g * per_group, (g + 1) * per_group
+    return r, g, r, r + 1, g * per_group, (g + 1) * per_group
+
+
+@njit(parallel=True, cache=True)
+def moments(x, mean, var):
+    """mean[r, g] and biased variance var[r, g] = (1/m) Σ (x − mean)² of each block of x (N, C, P).
+
+    Two passes over the block (mean, then squared deviations): the one-pass
+    Σx² − m·mean² cancels catastrophically when |mean| ≫ std.  One block per iteration.
+    """
+    n_batch, channels, positions = x.shape
+    rows, groups = mean.shape
+    per_group = channels // groups
+    for task in prange(rows * groups):
+        r, g, n_lo, n_hi, c_lo, c_hi = _block_bounds(task, rows, groups, n_batch, per_group)
+        count = (n_hi - n_lo) * per_group * positions
+        total = 0.0
+        for n in range(n_lo, n_hi):
+            for c in range(c_lo, c_hi):
+                for p in range(positions):
+                    total += x[n, c, p]
+        mu = total / count
+        squares = 0.0
+        for n in range(n_lo, n_hi):
+            for c in range(c_lo, c_hi):
+                for p in range(positions):
+                    deviation = x[n, c, p] - mu
+                    squares += deviation * deviation
+        mean[r, g] = mu
+        var[r, g] = squares / count
+
+
+@njit(parallel=True, cache=True)
+def normalize(x, mean, invstd, gamma, beta, out):
+    """out[n, c, p] = γ_c · (x[n, c, p] − mean[r, g]) · invstd[r, g] + β_c, for x, out (N, C, P).
+
+    One (sample, group) per iteration: the statistics are read once per group.
+    """
+    n_batch, channels, positions = x.shape
+    rows, groups = mean.shape
+    per_group = channels // groups
+    for task in prange(n_batch * groups):
+        n = task // groups
+        g = task - n * groups
+        r = n if rows > 1 else 0
+        mu = mean[r, g]
+        inv = invstd[r, g]
+        for c in range(g * per_group, (g + 1) * per_group):
+            scale = gamma[c] * inv
+            shift = beta[c]
+            for p in range(positions):
+                out[n, c, p] = (x[n, c, p] - mu) * scale + shift
+
+
+@njit(parallel=True, cache=True)
+def affine_param_grads(dy, x, mean, invstd, dgamma, dbeta):
+    """dgamma[c] = Σ_{n,p} dy·x̂ and dbeta[c] = Σ_{n,p} dy, x̂ = (x − mean[r, g])·invstd[r, g].
+
+    The sums run across the batch, so an iteration owns a run of consecutive channels
+    (not a block); each channel's sum is taken in the same order whatever the run length.
+    """
+    n_batch, channels, positions = x.shape
+    rows, groups = mean.shape
+    per_group = channels // groups
+    run = max(1, channels // _CHANNELS_PER_TASK_TARGET)
+    for task in prange((channels + run - 1) // run):
+        c_lo = task * run
+        c_hi = min(c_lo + run, channels)
+        for c in range(c_lo, c_hi):
+            dgamma[c] = 0.0
+            dbeta[c] = 0.0
+        for n in range(n_batch):
+            r = n if rows > 1 else 0
+            g = c_lo // per_group
+            group_end = (g + 1) * per_group
+            for c in range(c_lo, c_hi):
+                if c == group_end:  # stepping through the groups: no division per element
+                    g += 1
+                    group_end += per_group
+                mu = mean[r, g]
+                sample_dy = 0.0
+                sample_dy_centred = 0.0
+                for p in range(positions):
+                    grad = dy[n, c, p]
+                    sample_dy += grad
+                    sample_dy_centred += grad * (x[n, c, p] - mu)
+                dbeta[c] += sample_dy
+                dgamma[c] += sample_dy_centred * invstd[r, g]
+
+
+@njit(parallel=True, cache=True)
+def block_grad_sums(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat):
+    """Per block (r, g): sum_dxhat = Σ dx̂ and sum_dxhat_xhat = Σ dx̂·x̂, where dx̂ = γ_c·dy = ∂L/∂x̂."""
+    n_batch, channels, positions = x.shape
+    rows, groups = mean.shape
+    per_group = channels // groups
+    for task in prange(rows * groups):
+        r, g, n_lo, n_hi, c_lo, c_hi = _block_bounds(task, rows, groups, n_batch, per_group)
+        mu = mean[r, g]
+        total = 0.0
+        total_centred = 0.0
+        for n in range(n_lo, n_hi):
+            for c in range(c_lo, c_hi):
+                weight = gamma[c]
+                for p in range(positions):
+                    dxhat = weight * dy[n, c, p]
+                    total += dxhat
+                    total_centred += dxhat * (x[n, c, p] - mu)
+        sum_dxhat[r, g] = total
+        sum_dxhat_xhat[r, g] = total_centred * invstd[r, g]
+
+
+@njit(parallel=True, cache=True)
+def normalized_input_grad(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx):
+    """dx = invstd · (γ_c·dy − (sum_dxhat + x̂·sum_dxhat_xhat) / m), m = elements per block.
+
+    With zero sums (statistics that are constants, e.g. evaluation-mode
+    BatchNorm) this is the affine map's gradient dx = γ_c·invstd·dy.
+    One (sample, group) per iteration, as in ``normalize``.
+    """
+    n_batch, channels, positions = x.shape
+    rows, groups = mean.shape
+    per_group = channels // groups
+    samples_per_block = n_batch if rows == 1 else 1
+    inv_count = 1.0 / (samples_per_block * per_group * positions)
+    for task in prange(n_batch * groups):
+        n = task // groups
+        g = task - n * groups
+        r = n if rows > 1 else 0
+        mu = mean[r, g]
+        inv = invstd[r, g]
+        mean_dxhat = sum_dxhat[r, g] * inv_count
+        mean_dxhat_xhat = sum_dxhat_xhat[r, g] * inv_count
+        for c in range(g * per_group, (g + 1) * per_group):
+            weight = gamma[c]
+            for p in range(positions):
+                xhat = (x[n, c, p] - mu) * inv
+                dx[n, c, p] = inv * (weight * dy[n, c, p] - mean_dxhat - xhat * mean_dxhat_xhat)
+
+
+@njit(parallel=True, cache=True)
+def channel_window_sum(a, before, after, out):
+    """out[n, c, p] = Σ_{c' = c − before}^{c + after} a[n, c', p] for a, out (N, C, P); channels outside [0, C) are 0."""
+    n_batch, channels, positions = a.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task - n * channels
+        first = max(c - before, 0)
+        end = min(c + after + 1, channels)
+        window = a[n]
+        dst = out[n, c]
+        for p in range(positions):
+            total = 0.0
+            for other in range(first, end):
+                total += window[other, p]
+            dst[p] = total
+
+
+@njit(parallel=True, cache=True)
+def lrn_output(x, scale, alpha_over_size, beta, k, out):
+    """On entry scale = window sums of x²; on exit scale = k + (α/n)·scale and out = x · scale^(−β)."""
+    n_batch, channels, positions = x.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task - n * channels
+        src = x[n, c]
+        s = scale[n, c]
+        dst = out[n, c]
+        for p in range(positions):
+            s[p] = k + alpha_over_size * s[p]
+            dst[p] = src[p] * s[p] ** (-beta)
+
+
+@njit(parallel=True, cache=True)
+def lrn_grad_terms(dy, x, scale, beta, out):
+    """out = dy · x · scale^(−β−1): what output channel c sends back to every channel in its window."""
+    n_batch, channels, positions = x.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task - n * channels
+        grad = dy[n, c]
+        src = x[n, c]
+        s = scale[n, c]
+        dst = out[n, c]
+        for p in range(positions):
+            dst[p] = grad[p] * src[p] * s[p] ** (-beta - 1.0)
+
+
+@njit(parallel=True, cache=True)
+def lrn_input_grad(dy, x, scale, window_terms, beta, coefficient, dx):
+    """dx = dy · scale^(−β) − coefficient · x · window_terms, coefficient = 2αβ/n."""
+    n_batch, channels, positions = x.shape
+    for task in prange(n_batch * channels):
+        n = task // channels
+        c = task - n * channels
+        grad = dy[n, c]
+        src = x[n, c]
+        s = scale[n, c]
+        terms = window_terms[n, c]
+        dst = dx[n, c]
+        for p in range(positions):
+            dst[p] = grad[p] * s[p] ** (-beta) - coefficient * src[p] * terms[p]
