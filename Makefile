@@ -11,12 +11,13 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 JOBS   ?= 2
 
-.PHONY: help venv install install-test lab test test-unit test-sim test-full bench clean
+.PHONY: help venv install install-test lab test test-unit test-book test-full book bench clean
 
 help:
 	@echo "make lab        create .venv, install numbanet, open JupyterLab on book/"
 	@echo "make test       create .venv if missing, install the test extra, run every test"
 	@echo "make test-full  the long versions (more Hypothesis examples, slow tests)"
+	@echo "make book       execute every chapter and build the HTML book (book/_build/html)"
 	@echo "make bench      CPU convolution benchmark against PyTorch"
 
 $(VENV)/bin/python:
@@ -38,13 +39,27 @@ install-test: $(VENV)/.installed-test
 lab: install
 	$(VENV)/bin/jupyter lab book/
 
-# Unit and oracle tests, on both cores.  pytest exits 5 when it collects nothing:
-# that is a failure here too.
-test: install-test
-	$(PY) -m pytest -n $(JOBS) -m "not gpu and not slow"
+# Everything CI runs.  pytest exits 5 when it collects nothing: a failure here too.
+test: test-unit test-book
 
+# Unit and oracle tests, on both cores.
+test-unit: install-test
+	$(PY) -m pytest -n $(JOBS) -m "not gpu and not slow" --ignore=tests/book
+
+# Execute every chapter in CI mode (small settings), build the HTML book, open it in Chromium.
+test-book: install-test
+	NUMBANET_CI=1 $(PY) book/_tools/build.py --jobs $(JOBS)
+	$(PY) -m pytest tests/book
+
+# The full-length versions: more Hypothesis examples, slow tests, chapters at full settings.
 test-full: install-test
-	HYPOTHESIS_PROFILE=full $(PY) -m pytest -n $(JOBS) -m "not gpu"
+	HYPOTHESIS_PROFILE=full $(PY) -m pytest -n $(JOBS) -m "not gpu" --ignore=tests/book
+	NUMBANET_CI=0 $(PY) book/_tools/build.py --jobs $(JOBS)
+	$(PY) -m pytest tests/book
+
+# The static HTML book of the executed chapters (full settings unless NUMBANET_CI=1).
+book: install-test
+	$(PY) book/_tools/build.py --jobs $(JOBS)
 
 bench: install-test
 	$(PY) bench/conv_cpu.py
