@@ -1,5 +1,11 @@
 import os
 
+# Before torch (imported by most test files) starts its OpenMP runtime: with the
+# default spin-waiting, torch's idle threads starve numbanet's kernels and BLAS
+# (a tiny GoogLeNet forward went from 5 ms to 1.6 s).  numbanet sets the same
+# default itself, but only if it is imported first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

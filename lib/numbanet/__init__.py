@@ -12,6 +12,10 @@ from .tensor import Parameter
 from .module import Module
 from . import functional, nn, optim
 from .gradcheck import gradcheck
+from .summary import summary
+from .checkpoint import load, save
+from . import data, models, train
 
 __version__ = "0.1.0"
-__all__ = ["Module", "Parameter", "functional", "gradcheck", "manual_seed", "nn", "optim"]
+__all__ = ["Module", "Parameter", "data", "functional", "gradcheck", "load", "manual_seed", "models",
+           "nn", "optim", "save", "summary", "train"]

@@ -50,17 +50,20 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"init: unknown nonlinearity {nonlinearity!r}")
 
 
-def _fill(param: Parameter, values: np.ndarray) -> Parameter:
-    param.data[...] = values.astype(param.dtype)
+def uniform(param: Parameter, low: float = 0.0, high: float = 1.0, rng=None) -> Parameter:
+    """U(low, high), drawn directly in the parameter's dtype (no float64 temporary: big FC layers)."""
+    get_rng(rng).random(out=param.data, dtype=param.dtype)
+    param.data *= high - low
+    param.data += low
     return param
 
 
-def uniform(param: Parameter, low: float = 0.0, high: float = 1.0, rng=None) -> Parameter:
-    return _fill(param, get_rng(rng).uniform(low, high, param.shape))
-
-
 def normal(param: Parameter, mean: float = 0.0, std: float = 1.0, rng=None) -> Parameter:
-    return _fill(param, get_rng(rng).normal(mean, std, param.shape))
+    """N(mean, std²), drawn directly in the parameter's dtype."""
+    get_rng(rng).standard_normal(out=param.data, dtype=param.dtype)
+    param.data *= std
+    param.data += mean
+    return param
 
 
 def constant(param: Parameter, value: float) -> Parameter:

@@ -1,0 +1,88 @@
+"""``python -m numbanet``: train and summary as subprocesses, command-line mistakes as one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import numbanet as nb
+from numbanet import models
+from numbanet.__main__ import main
+
+
+def run_cli(*args, cwd=None):
+    env = dict(os.environ, NUMBANET_DATA=os.devnull + "-unused")  # digits need no download
+    return subprocess.run([sys.executable, "-m", "numbanet", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, env=env)
+
+
+def test_train_writes_checkpoint_history_and_plot(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "2", "--limit", "200",
+                     "--model-arg", "activation=relu", "--lr", "0.1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "lenet5 on digits (28 px, 200 training images): test accuracy" in result.stdout
+    assert "epoch 2/2" in result.stderr  # progress bars
+    history = json.loads((out / "history.json").read_text())
+    assert history["epoch"] == [1, 2] and len(history["val_accuracy"]) == 2
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
+    # the checkpoint's metadata rebuilds the architecture
+    header = np.load(out / "model.npz")["__numbanet__"]
+    metadata = json.loads(str(header))["metadata"]
+    model = models.get_model(metadata["model"], **metadata["model_kwargs"])
+    assert nb.load(model, out / "model.npz") == metadata
+    assert metadata["model_kwargs"] == {"num_classes": 10, "in_channels": 1, "input_size": 28,
+                                        "activation": "relu"}
+    assert metadata["test_accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert 0 <= metadata["test_accuracy"] <= 1
+
+
+def test_summary_prints_the_table():
+    result = run_cli("summary", "googlenet", "--input", "3,224,224")
+    assert result.returncode == 0, result.stderr
+    assert "GoogLeNet summary: input (3, 224, 224)" in result.stdout
+    assert "inception3a" in result.stdout and "Total params" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "nosuchnet"], "argument --model: invalid choice: 'nosuchnet'"),
+    (["summary", "googlenet", "--input", "3,224"], "expected C,H,W as three positive integers"),
+])
+def test_mistakes_exit_2_with_one_line_as_a_subprocess(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "lenet5", "--data", "imagenet"], "argument --data: invalid choice: 'imagenet'"),
+    (["summary", "nosuchnet"], "argument MODEL: invalid choice: 'nosuchnet'"),
+    (["summary", "lenet5", "--input", "1,x,28"], "got '1,x,28'"),
+    (["summary", "lenet5", "--input", "1,0,28"], "three positive integers"),
+    (["summary", "lenet5", "--input", "1,28,28", "--model-arg", "input_size=32"],
+     "expected input of shape (*, 576) (last dim = in_features), got shape (1, 400)"),
+    (["train", "--model", "lenet5", "--size", "8"], "LeNet5: input_size must be an int >= 12"),
+    (["train", "--model", "lenet5", "--width", "0.5"], "lenet5 takes no argument width"),
+    (["train", "--model", "lenet5", "--small-input"], "lenet5 has no small-input stem"),
+    (["train", "--model", "lenet5", "--model-arg", "nonsense"], "expected KEY=VALUE"),
+    (["train", "--model", "lenet5", "--device", "cuda"], "not available yet"),
+    (["train", "--model", "lenet5", "--epochs", "0"], "expected a positive integer, got 0"),
+    ([], "the following arguments are required"),
+])
+def test_mistakes_exit_2_with_one_line(args, message, capsys):
+    try:
+        status = main(args)
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_offline_data_error_exits_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUMBANET_MIRROR", "http://127.0.0.1:9")
+    status = main(["train", "--model", "lenet5", "--data", "mnist", "--data-root", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and "put them by hand in" in err and str(tmp_path / "mnist") in err
