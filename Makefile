@@ -11,11 +11,12 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 JOBS   ?= 2
 
-.PHONY: help venv install install-test lab test test-unit test-book test-full book bench clean
+.PHONY: help venv install install-test lab test test-unit test-sim test-book test-full book bench clean
 
 help:
 	@echo "make lab        create .venv, install numbanet, open JupyterLab on book/"
 	@echo "make test       create .venv if missing, install the test extra, run every test"
+	@echo "make test-sim   only the CUDA kernels, in numba's CUDA simulator (no GPU needed)"
 	@echo "make test-full  the long versions (more Hypothesis examples, slow tests)"
 	@echo "make book       execute every chapter and build the HTML book (book/_build/html)"
 	@echo "make bench      CPU convolution benchmark against PyTorch"
@@ -40,11 +41,16 @@ lab: install
 	$(VENV)/bin/jupyter lab book/
 
 # Everything CI runs.  pytest exits 5 when it collects nothing: a failure here too.
-test: test-unit test-book
+test: test-unit test-sim test-book
 
 # Unit and oracle tests, on both cores.
 test-unit: install-test
 	$(PY) -m pytest -n $(JOBS) -m "not gpu and not slow" --ignore=tests/book
+
+# The CUDA kernels in numba's CUDA simulator (tests/cuda, tiny shapes; the unit run skips that
+# folder without a GPU).  A second process: the simulator is chosen before numba is imported.
+test-sim: install-test
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda -n $(JOBS) -m "not gpu and not slow"
 
 # Execute every chapter in CI mode (small settings), build the HTML book, open it in Chromium.
 test-book: install-test

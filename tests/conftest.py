@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+# tests/cuda runs as its own pytest process with NUMBA_ENABLE_CUDASIM=1, set before numba is
+# imported (the Makefile's test-sim).  The unit run skips that folder unless a real GPU is
+# there (then its tests run on it) or the simulator was switched on for this process.
+if not os.environ.get("NUMBA_ENABLE_CUDASIM") and not (
+        os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")):
+    collect_ignore = ["cuda"]
+
 # Numba JIT compiles on first call; Hypothesis must not count that against a deadline.
 settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])

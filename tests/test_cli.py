@@ -68,7 +68,7 @@ def test_mistakes_exit_2_with_one_line_as_a_subprocess(args, message):
     (["train", "--model", "lenet5", "--width", "0.5"], "lenet5 takes no argument width"),
     (["train", "--model", "lenet5", "--small-input"], "lenet5 has no small-input stem"),
     (["train", "--model", "lenet5", "--model-arg", "nonsense"], "expected KEY=VALUE"),
-    (["train", "--model", "lenet5", "--device", "cuda"], "not available yet"),
+    (["train", "--model", "lenet5", "--device", "cuda"], "no CUDA GPU is available"),  # no GPU here
     (["train", "--model", "lenet5", "--epochs", "0"], "expected a positive integer, got 0"),
     ([], "the following arguments are required"),
 ])

@@ -8,6 +8,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .random import manual_seed
+# nb.device("cuda") etc.; the function shadows the submodule's name on the package, so
+# import the module's other names with ``from numbanet.device import ...``.
+from .device import device, to_device, to_numpy
 from .tensor import Parameter
 from .module import Module
 from . import functional, nn, optim
@@ -19,3 +22,4 @@ from . import data, models, train
 __version__ = "0.1.0"
 __all__ = ["Module", "Parameter", "data", "functional", "gradcheck", "load", "manual_seed", "models",
            "nn", "optim", "save", "summary", "train"]
+__all__ += ["device", "to_device", "to_numpy"]

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random crops with size/8 padding (and horizontal flips for cifar10)")
     train.add_argument("--limit", type=_positive_int, help="use only the first N training and N test images")
     train.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
-    train.add_argument("--device", default="cpu", help="cpu (cuda once the CUDA backend lands)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (a GPU via numba.cuda)")
     train.add_argument("--data-root", help="dataset cache directory (default $NUMBANET_DATA or ~/.cache/numbanet)")
     train.add_argument("--out", type=Path, help="output directory (default runs/MODEL-DATA)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         # mistakes in the command surface here, before any training: one line, status 2
         try:
             prepared = _prepare_training(args) if args.command == "train" else summary_table(args)
-        except (ValueError, TypeError, NotImplementedError) as error:
+        except (ValueError, TypeError, RuntimeError) as error:
             return _fail(args.command, str(error).splitlines()[0], 2)
         if args.command == "train":
             run_train(args, *prepared)

@@ -33,21 +33,28 @@ and ε = 1e-8, as in the paper.  Backward, with g = ∂L/∂x̂ = dy·(1 − α)
 
 the second term being the batch-norm backward of x̂ (the means are over the feature's values).
 
-CPU kernels: ``numbanet.kernels.cpu.activation``.
+Kernels: ``numbanet.kernels.cpu.activation``; on the GPU (device-array inputs)
+``numbanet.kernels.cuda.activation``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_dim, check_dtype_match, check_grad
+from ._validate import as_float_array, check_device, check_dim, check_dtype_match, check_grad
+from .device import is_cuda
 from .kernels.cpu import activation as cpu
 from .module import Module
 from .tensor import Parameter
 
 
-def _apply(kernel, x, *args, name: str) -> np.ndarray:
-    """out = kernel(x) elementwise, same shape and dtype as x."""
-    x = as_float_array(name, x)
+def _gpu():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
+    from .kernels.cuda import activation as cuda_activation
+    return cuda_activation
+
+
+def _apply(kernel, x, *args) -> np.ndarray:
+    """out = kernel(x) elementwise for a validated host array x; same shape and dtype as x."""
     out = np.empty_like(x)
     kernel(x.reshape(-1), *args, out.reshape(-1))
     return out
@@ -67,41 +74,53 @@ def _apply_backward(kernel, dy, saved, *args) -> np.ndarray:
 
 def relu(x, *, name: str = "relu") -> np.ndarray:
     """y = max(x, 0), any shape."""
-    return _apply(cpu.relu, x, name=name)
+    x = as_float_array(name, x)
+    return _gpu().relu(x) if is_cuda(x) else _apply(cpu.relu, x)
 
 
 def relu_backward(dy, x) -> np.ndarray:
     """dx = dy·[x > 0] (zero at x = 0)."""
-    return _apply_backward(cpu.relu_backward, dy, x)
+    return _gpu().relu_backward(dy, x) if is_cuda(x) else _apply_backward(cpu.relu_backward, dy, x)
 
 
 def leaky_relu(x, negative_slope: float = 0.01, *, name: str = "leaky_relu") -> np.ndarray:
     """y = x if x > 0 else negative_slope·x."""
-    return _apply(cpu.leaky_relu, x, float(negative_slope), name=name)
+    x = as_float_array(name, x)
+    if is_cuda(x):
+        return _gpu().leaky_relu(x, negative_slope)
+    return _apply(cpu.leaky_relu, x, float(negative_slope))
 
 
 def leaky_relu_backward(dy, x, negative_slope: float = 0.01) -> np.ndarray:
     """dx = dy if x > 0 else negative_slope·dy."""
+    if is_cuda(x):
+        return _gpu().leaky_relu_backward(dy, x, negative_slope)
     return _apply_backward(cpu.leaky_relu_backward, dy, x, float(negative_slope))
 
 
 def elu(x, alpha: float = 1.0, *, name: str = "elu") -> np.ndarray:
     """y = x if x > 0 else alpha·(eˣ − 1)."""
-    return _apply(cpu.elu, x, float(alpha), 1.0, name=name)
+    x = as_float_array(name, x)
+    return _gpu().elu(x, alpha) if is_cuda(x) else _apply(cpu.elu, x, float(alpha), 1.0)
 
 
 def elu_backward(dy, x, alpha: float = 1.0) -> np.ndarray:
     """dx = dy if x > 0 else dy·alpha·eˣ."""
+    if is_cuda(x):
+        return _gpu().elu_backward(dy, x, alpha)
     return _apply_backward(cpu.elu_backward, dy, x, float(alpha), 1.0)
 
 
 def selu(x, *, name: str = "selu") -> np.ndarray:
     """y = λ·ELU_α(x) with PyTorch's α = 1.6732632…, λ = 1.0507009…"""
-    return _apply(cpu.elu, x, cpu.SELU_ALPHA, cpu.SELU_SCALE, name=name)
+    x = as_float_array(name, x)
+    return _gpu().selu(x) if is_cuda(x) else _apply(cpu.elu, x, cpu.SELU_ALPHA, cpu.SELU_SCALE)
 
 
 def selu_backward(dy, x) -> np.ndarray:
     """dx = dy·λ if x > 0 else dy·λ·α·eˣ."""
+    if is_cuda(x):
+        return _gpu().selu_backward(dy, x)
     return _apply_backward(cpu.elu_backward, dy, x, cpu.SELU_ALPHA, cpu.SELU_SCALE)
 
 
@@ -116,21 +135,27 @@ def _gelu_kernels(name: str, approximate: str):
 
 def gelu(x, approximate: str = "none", *, name: str = "gelu") -> np.ndarray:
     """y = x·Φ(x) (exact, erf) or its tanh approximation (``approximate='tanh'``, the lectures')."""
-    return _apply(_gelu_kernels(name, approximate)[0], x, name=name)
+    forward = _gelu_kernels(name, approximate)[0]
+    x = as_float_array(name, x)
+    return _gpu().gelu(x, approximate) if is_cuda(x) else _apply(forward, x)
 
 
 def gelu_backward(dy, x, approximate: str = "none") -> np.ndarray:
     """dx = dy·GELU'(x) for the same ``approximate``."""
-    return _apply_backward(_gelu_kernels("gelu_backward", approximate)[1], dy, x)
+    backward = _gelu_kernels("gelu_backward", approximate)[1]
+    return _gpu().gelu_backward(dy, x, approximate) if is_cuda(x) else _apply_backward(backward, dy, x)
 
 
 def swish(x, beta: float = 1.0, *, name: str = "swish") -> np.ndarray:
     """y = x·σ(β·x)."""
-    return _apply(cpu.swish, x, float(beta), name=name)
+    x = as_float_array(name, x)
+    return _gpu().swish(x, beta) if is_cuda(x) else _apply(cpu.swish, x, float(beta))
 
 
 def swish_backward(dy, x, beta: float = 1.0) -> np.ndarray:
     """dx = dy·(s + β·x·s·(1 − s)),  s = σ(β·x)."""
+    if is_cuda(x):
+        return _gpu().swish_backward(dy, x, beta)
     return _apply_backward(cpu.swish_backward, dy, x, float(beta))
 
 
@@ -146,32 +171,35 @@ def silu_backward(dy, x) -> np.ndarray:
 
 def mish(x, *, name: str = "mish") -> np.ndarray:
     """y = x·tanh(softplus(x))."""
-    return _apply(cpu.mish, x, name=name)
+    x = as_float_array(name, x)
+    return _gpu().mish(x) if is_cuda(x) else _apply(cpu.mish, x)
 
 
 def mish_backward(dy, x) -> np.ndarray:
     """dx = dy·(t + x·(1 − t²)·σ(x)),  t = tanh(softplus(x))."""
-    return _apply_backward(cpu.mish_backward, dy, x)
+    return _gpu().mish_backward(dy, x) if is_cuda(x) else _apply_backward(cpu.mish_backward, dy, x)
 
 
 def sigmoid(x, *, name: str = "sigmoid") -> np.ndarray:
     """y = 1 / (1 + e⁻ˣ)."""
-    return _apply(cpu.sigmoid, x, name=name)
+    x = as_float_array(name, x)
+    return _gpu().sigmoid(x) if is_cuda(x) else _apply(cpu.sigmoid, x)
 
 
 def sigmoid_backward(dy, y) -> np.ndarray:
     """dx = dy·y·(1 − y), from the forward OUTPUT y."""
-    return _apply_backward(cpu.sigmoid_backward, dy, y)
+    return _gpu().sigmoid_backward(dy, y) if is_cuda(y) else _apply_backward(cpu.sigmoid_backward, dy, y)
 
 
 def tanh(x, *, name: str = "tanh") -> np.ndarray:
     """y = tanh(x)."""
-    return _apply(cpu.tanh, x, name=name)
+    x = as_float_array(name, x)
+    return _gpu().tanh(x) if is_cuda(x) else _apply(cpu.tanh, x)
 
 
 def tanh_backward(dy, y) -> np.ndarray:
     """dx = dy·(1 − y²), from the forward OUTPUT y."""
-    return _apply_backward(cpu.tanh_backward, dy, y)
+    return _gpu().tanh_backward(dy, y) if is_cuda(y) else _apply_backward(cpu.tanh_backward, dy, y)
 
 
 # -- Dice ------------------------------------------------------------------------------------------
@@ -183,12 +211,22 @@ def _dice_input(name: str, x, alpha) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{name}: expected a 2-D input (N, C) or 3-D input (N, C, L), got shape {x.shape}")
     check_dim(name, x, 1, len(alpha), "(N, C) or (N, C, L)")
     check_dtype_match(name, x, alpha.dtype)
+    check_device(name, x, alpha)
     return x, x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _as_alpha(alpha):
+    """α as an array on its own device."""
+    return alpha if is_cuda(alpha) else np.asarray(alpha)
 
 
 def _dice_statistics(name: str, x3: np.ndarray, running_mean, running_var, training: bool, eps: float):
     """(mean, batch variance or None, 1/√(var + ε), batch_stats) per feature, all float64."""
     batch_stats = training or running_mean is None
+    if running_mean is not None:
+        check_device(name, x3, running_mean, running_var, name="input (running statistics)")
+    if is_cuda(x3) and not batch_stats:
+        return (*_gpu().dice_statistics(x3, running_mean, running_var, False, eps), False)
     if not batch_stats:
         mean, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
         return mean, None, 1.0 / np.sqrt(var + eps), False
@@ -196,6 +234,8 @@ def _dice_statistics(name: str, x3: np.ndarray, running_mean, running_var, train
     if count < 2:
         raise ValueError(f"{name}: expected more than 1 value per feature to compute batch statistics, "
                          f"got {count} (input viewed as (N, C, L) = {x3.shape})")
+    if is_cuda(x3):
+        return (*_gpu().dice_statistics(x3, running_mean, running_var, True, eps), True)
     channels = x3.shape[1]
     mean, var = np.empty(channels), np.empty(channels)
     cpu.channel_moments(x3, mean, var)
@@ -204,17 +244,25 @@ def _dice_statistics(name: str, x3: np.ndarray, running_mean, running_var, train
 
 def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
     """BatchNorm's rule: r ← (1 − m)·r + m·batch value, with the unbiased batch variance."""
+    if is_cuda(running_mean):
+        _gpu().dice_update_running(running_mean, running_var, mean, var, count, momentum)
+        return
     running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
     running_var[...] = (1.0 - momentum) * running_var + momentum * var * (count / (count - 1))
 
 
 def _dice_forward(x3, alpha, mean, inv_std, out_shape) -> np.ndarray:
+    if is_cuda(x3):
+        return _gpu().dice_forward(x3, alpha, mean, inv_std).reshape(out_shape)
     y = np.empty(x3.shape, x3.dtype)
     cpu.dice(x3, np.ascontiguousarray(alpha), mean, inv_std, y)
     return y.reshape(out_shape)
 
 
 def _dice_backward(dy, x3, alpha, mean, inv_std, batch_stats: bool):
+    if is_cuda(x3):
+        dx3, dalpha = _gpu().dice_backward(dy.reshape(x3.shape), x3, alpha, mean, inv_std, batch_stats)
+        return dx3.reshape(dy.shape), dalpha
     dy3 = np.ascontiguousarray(dy, dtype=x3.dtype).reshape(x3.shape)
     dx, dalpha = np.empty(x3.shape, x3.dtype), np.empty(x3.shape[1], alpha.dtype)
     cpu.dice_backward(dy3, x3, np.ascontiguousarray(alpha), mean, inv_std, batch_stats, dx, dalpha)
@@ -229,7 +277,7 @@ def dice(x, alpha, running_mean=None, running_var=None, training: bool = False, 
     Batch statistics are used when ``training`` (then the running ones, if given, are
     updated in place) or when no running statistics are given; else the running ones.
     """
-    alpha = np.asarray(alpha)
+    alpha = _as_alpha(alpha)
     x, x3 = _dice_input(name, x, alpha)
     mean, var, inv_std, batch_stats = _dice_statistics(name, x3, running_mean, running_var, training, eps)
     if training and running_mean is not None:
@@ -241,8 +289,10 @@ def dice_backward(dy, x, alpha, running_mean=None, running_var=None, training: b
                   eps: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
     """(dx, dα) for ``dice`` called with the same arguments (running statistics as the forward used
     them: in training they are not read; batch statistics are recomputed from x)."""
-    alpha = np.asarray(alpha)
-    _, x3 = _dice_input("dice_backward", x, alpha)
+    alpha = _as_alpha(alpha)
+    x, x3 = _dice_input("dice_backward", x, alpha)
+    if is_cuda(x):
+        dy = check_grad("dice_backward", dy, x.shape, x.dtype, like=x)
     mean, _, inv_std, batch_stats = _dice_statistics("dice_backward", x3, running_mean, running_var,
                                                      training, eps)
     return _dice_backward(dy, x3, alpha, mean, inv_std, batch_stats)
@@ -270,7 +320,7 @@ class _Activation(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         saved = self._saved()
-        dout = check_grad(self.describe(), dout, saved.shape, saved.dtype)
+        dout = check_grad(self.describe(), dout, saved.shape, saved.dtype, like=saved)
         return self._backward(dout, saved)
 
 
@@ -438,9 +488,9 @@ class Dice(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x3, x_shape, mean, inv_std, batch_stats = self._saved()
-        dout = check_grad(self.describe(), dout, x_shape, self.alpha.dtype)
+        dout = check_grad(self.describe(), dout, x_shape, self.alpha.dtype, like=x3)
         dx, dalpha = _dice_backward(dout, x3, self.alpha.data, mean, inv_std, batch_stats)
-        self.alpha.grad += dalpha
+        self.alpha.add_grad(dalpha)
         return dx
 
     def extra_repr(self) -> str:

@@ -15,14 +15,18 @@ Backward, with dy = ∂L/∂y::
 
 CPU kernels: ``numbanet.kernels.cpu.conv`` (im2col + one BLAS GEMM; a 1x1
 stride-1 convolution needs no im2col and is a batched matrix product).
+CUDA kernels: ``numbanet.kernels.cuda.conv`` (the same three products as implicit
+GEMMs on a tiled shared-memory kernel; dX as a gather, no atomics), used when x is a
+device array.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import init
-from ._validate import as_float_array, check_dtype_match, check_grad, check_ndim, pair
+from ._validate import as_float_array, check_device, check_dtype_match, check_grad, check_ndim, contiguous, pair
 from ._workspace import scratch
+from .device import is_cuda
 from .kernels.cpu import conv as cpu
 from .module import Module
 from .tensor import Parameter
@@ -42,6 +46,7 @@ def _check(name: str, x, weight, stride, padding):
     check_ndim(name, x, 4, "(N, C, H, W)")
     weight = as_float_array(name, weight, "weight")
     check_ndim(name, weight, 4, "(out_channels, in_channels, kh, kw)")
+    check_device(name, x, weight)
     check_dtype_match(name, x, weight.dtype)
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"{name}: expected input with {weight.shape[1]} channels, shape "
@@ -83,12 +88,22 @@ def _is_pointwise(kernel_hw, stride, padding) -> bool:
     return tuple(kernel_hw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
 
+def _cuda():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
+    from .kernels.cuda import conv as cuda_conv
+    return cuda_conv
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -> np.ndarray:
     """y = conv2d(x, w) + b.
 
     x: (N, C, H, W); weight: (K, C, kh, kw); bias: (K,) or None -> y: (N, K, Ho, Wo).
+    All on the CPU (NumPy arrays) or all on the GPU (device arrays; y is one too).
     """
     x, weight, stride, padding, (ho, wo) = _check(name, x, weight, stride, padding)
+    check_device(name, x, bias)
+    if is_cuda(x):
+        return _cuda().conv2d(x, weight, bias, stride, padding)
     n, c = x.shape[:2]
     k, _, kh, kw = weight.shape
     w2 = weight.reshape(k, -1)
@@ -119,6 +134,10 @@ def _grad_channel_major(dy: np.ndarray) -> np.ndarray:
 
 def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.ndarray:
     """dx = ∂L/∂x, shape ``input_shape`` (N, C, H, W), from dy (N, K, Ho, Wo) and weight (K, C, kh, kw)."""
+    if is_cuda(dy) or is_cuda(weight):
+        check_device("conv2d_backward_input", dy, weight, name="dy")
+        return _cuda().conv2d_backward_input(dy, weight, tuple(input_shape), pair("conv2d", "stride", stride, 1),
+                                             pair("conv2d", "padding", padding, 0))
     weight = np.ascontiguousarray(weight)
     dy = np.ascontiguousarray(dy, dtype=weight.dtype)
     stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
@@ -144,6 +163,10 @@ def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.nd
 
 def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0) -> tuple[np.ndarray, np.ndarray]:
     """(dw, db) = (∂L/∂w of shape ``weight_shape``, ∂L/∂b of shape (K,)) from dy and the forward input x."""
+    if is_cuda(dy) or is_cuda(x):
+        check_device("conv2d_backward_weight", dy, x, name="dy")
+        return _cuda().conv2d_backward_weight(dy, x, tuple(weight_shape), pair("conv2d", "stride", stride, 1),
+                                              pair("conv2d", "padding", padding, 0))
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
@@ -202,16 +225,16 @@ class Conv2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = None if self.bias is None else self.bias.data
         y = conv2d(x, self.weight.data, b, self.stride, self.padding, name=self.describe())
-        self._cache = (np.ascontiguousarray(x), y.shape)
+        self._cache = (contiguous(x), y.shape)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, y_shape = self._saved()
-        dout = check_grad(self.describe(), dout, y_shape, self.weight.dtype)
+        dout = check_grad(self.describe(), dout, y_shape, self.weight.dtype, like=x)
         dw, db = conv2d_backward_weight(dout, x, self.weight.shape, self.stride, self.padding)
-        self.weight.grad += dw
+        self.weight.add_grad(dw)
         if self.bias is not None:
-            self.bias.grad += db
+            self.bias.add_grad(db)
         return conv2d_backward_input(dout, self.weight.data, x.shape, self.stride, self.padding)
 
     def extra_repr(self) -> str:

@@ -15,18 +15,28 @@ feature maps, for convolutional features whose neighbours are strongly correlate
 The mask is drawn from ``numbanet.random`` (``numbanet.manual_seed`` makes it
 reproducible) or from the generator passed as ``rng``: m = [u ≥ p], u ~ U[0, 1)
 in float64, so the same seed gives the same mask in float32 and float64.
+On the GPU the mask is drawn on the device by xoroshiro128+ generators seeded
+from that generator (reproducible too, but not the CPU's masks) and stays there
+for the backward pass.
 
-CPU kernel: ``numbanet.kernels.cpu.dropout``.
+Kernels: ``numbanet.kernels.cpu.dropout``, ``numbanet.kernels.cuda.dropout``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_grad, check_ndim
+from ._validate import as_float_array, check_grad, check_ndim, contiguous
 from ._workspace import scratch
+from .device import device_of, is_cuda
 from .kernels.cpu import dropout as cpu
 from .module import Module
 from .random import get_rng
+
+
+def _gpu():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
+    from .kernels.cuda import dropout as cuda_dropout
+    return cuda_dropout
 
 
 def _check_p(name: str, p) -> float:
@@ -50,14 +60,20 @@ def _draw_mask(mask_shape, p: float, rng) -> np.ndarray:
 
 def _apply_mask(x: np.ndarray, keep: np.ndarray, p: float) -> np.ndarray:
     """x · keep / (1 − p), keep broadcasting over trailing axes of x (per element or per plane)."""
+    if is_cuda(x):
+        return _gpu().apply_mask(x, keep, _scale(p, x.dtype))
     out = np.empty_like(x)
     groups = keep.size
     cpu.apply_mask(x.reshape(groups, -1), keep.reshape(-1), _scale(p, x.dtype), out.reshape(groups, -1))
     return out
 
 
-def _dropout(name: str, x, p, training: bool, rng, per_plane: bool):
-    """(y, keep-mask or None).  The mask is x's shape, or (N, C, 1, 1) when ``per_plane``."""
+def _dropout(name: str, x, p, training: bool, rng, per_plane: bool, device_states=None):
+    """(y, keep-mask or None).  The mask is x's shape, or (N, C, 1, 1) when ``per_plane``.
+
+    On the GPU the mask is drawn on the device, by ``device_states`` (a layer's generator states,
+    kept between calls) or by fresh states seeded from ``rng``; it stays there.
+    """
     p = _check_p(name, p)
     checked = as_float_array(name, x)
     if per_plane:
@@ -65,7 +81,11 @@ def _dropout(name: str, x, p, training: bool, rng, per_plane: bool):
     if not training:
         # The identity hands back the caller's own array, as PyTorch does.
         return (x if isinstance(x, np.ndarray) else checked), None
-    keep = _draw_mask((*checked.shape[:2], 1, 1) if per_plane else checked.shape, p, rng)
+    mask_shape = (*checked.shape[:2], 1, 1) if per_plane else checked.shape
+    if is_cuda(checked):
+        keep = _gpu().draw_mask(mask_shape, p, get_rng(rng), device_states)
+    else:
+        keep = _draw_mask(mask_shape, p, rng)
     return _apply_mask(checked, keep, p), keep
 
 
@@ -92,11 +112,15 @@ def dropout_backward(dy, mask, p: float) -> np.ndarray:
     mask None (eval) passes dy through."""
     if mask is None:
         return dy
-    dy = np.ascontiguousarray(dy)
-    mask = np.ascontiguousarray(mask, dtype=bool)
+    dy = contiguous(dy)
+    if not is_cuda(mask):
+        mask = np.ascontiguousarray(mask, dtype=bool)
     if mask.shape not in (dy.shape, (*dy.shape[:2], 1, 1)):
         raise ValueError(f"dropout_backward: expected a mask of shape {dy.shape} (dropout) or "
                          f"{(*dy.shape[:2], 1, 1)} (dropout2d), got {mask.shape}")
+    if device_of(mask) != device_of(dy) or mask.dtype != np.bool_:
+        raise TypeError(f"dropout_backward: expected a boolean mask on dy's device ({device_of(dy)}), "
+                        f"got {mask.dtype} on {device_of(mask)}")
     return _apply_mask(dy, mask, _check_p("dropout_backward", p))
 
 
@@ -112,16 +136,20 @@ class Dropout(Module):
         super().__init__()
         self.p = _check_p(f"{type(self).__name__}(p={p})", p)
         self.rng = rng
+        self._device_states = None  # the GPU's generator states, made on the first forward there
         self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, mask = _dropout(self.describe(), x, self.p, self.training, self.rng, self.per_plane)
-        self._cache = (y.shape, y.dtype, mask)
+        if is_cuda(x) and self._device_states is None:
+            self._device_states = _gpu().RandomStates()
+        y, mask = _dropout(self.describe(), x, self.p, self.training, self.rng, self.per_plane,
+                           self._device_states)
+        self._cache = (y.shape, y.dtype, device_of(y), mask)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        shape, dtype, mask = self._saved()
-        dout = check_grad(self.describe(), dout, shape, dtype)
+        shape, dtype, device, mask = self._saved()
+        dout = check_grad(self.describe(), dout, shape, dtype, like=device)
         return dropout_backward(dout, mask, self.p)
 
     def extra_repr(self) -> str:

@@ -15,7 +15,8 @@ Backward, with dy = ∂L/∂y reshaped to rows dY (M, out)::
 input's shape.
 
 CPU kernels: ``numbanet.kernels.cpu.linear`` (the products are BLAS calls through
-``numpy.matmul``; Numba adds the bias and reduces its gradient).
+``numpy.matmul``; Numba adds the bias and reduces its gradient).  CUDA kernels:
+``numbanet.kernels.cuda.linear`` (tiled shared-memory GEMMs), used for device arrays.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import math
 import numpy as np
 
 from . import init
-from ._validate import as_float_array, check_dtype_match, check_grad
+from ._validate import as_float_array, check_device, check_dtype_match, check_grad, contiguous
+from .device import device_of, is_cuda
 from .kernels.cpu import linear as cpu
 from .module import Module
 from .tensor import Parameter
@@ -38,19 +40,30 @@ def _check(name: str, x, weight) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{name}: expected a 2-D weight of shape (out_features, in_features), "
                          f"got shape {weight.shape}")
     in_features = weight.shape[1]
-    if x.ndim < 1 or x.shape[-1] != in_features:
+    if x.ndim < 1 or x.shape[x.ndim - 1] != in_features:
         raise ValueError(f"{name}: expected input of shape (*, {in_features}) "
                          f"(last dim = in_features), got shape {x.shape}")
+    check_device(name, x, weight)
     check_dtype_match(name, x, weight.dtype)
     return x, weight
+
+
+def _cuda():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
+    from .kernels.cuda import linear as cuda_linear
+    return cuda_linear
 
 
 def linear(x, weight, bias=None, *, name: str = "linear") -> np.ndarray:
     """y = x Wᵀ + b.
 
     x: (*, in); weight: (out, in); bias: (out,) or None -> y: (*, out).
+    All on the CPU (NumPy arrays) or all on the GPU (device arrays; y is one too).
     """
     x, weight = _check(name, x, weight)
+    check_device(name, x, bias)
+    if is_cuda(x):
+        return _cuda().linear(x, weight, bias)
     out_features, in_features = weight.shape
     y = np.matmul(x.reshape(-1, in_features), weight.T)
     if bias is not None:
@@ -64,6 +77,9 @@ def linear_backward(dy, x, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dy: (*, out); x: (*, in) the forward input; weight: (out, in)
     -> dx: (*, in), dw: (out, in), db: (out,).
     """
+    if is_cuda(dy) or is_cuda(x) or is_cuda(weight):
+        check_device("linear_backward", dy, x, weight, name="dy")
+        return _cuda().linear_backward(dy, x, weight)
     weight = np.ascontiguousarray(weight)
     x = np.ascontiguousarray(x, dtype=weight.dtype)
     out_features, in_features = weight.shape
@@ -96,16 +112,16 @@ class Linear(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = None if self.bias is None else self.bias.data
         y = linear(x, self.weight.data, b, name=self.describe())
-        self._cache = (np.ascontiguousarray(x), y.shape)
+        self._cache = (contiguous(x), y.shape)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, y_shape = self._saved()
-        dout = check_grad(self.describe(), dout, y_shape, self.weight.dtype)
+        dout = check_grad(self.describe(), dout, y_shape, self.weight.dtype, like=x)
         dx, dw, db = linear_backward(dout, x, self.weight.data)
-        self.weight.grad += dw
+        self.weight.add_grad(dw)
         if self.bias is not None:
-            self.bias.grad += db
+            self.bias.add_grad(db)
         return dx
 
     def extra_repr(self) -> str:
@@ -146,12 +162,12 @@ class Flatten(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = flatten(x, self.start_dim, self.end_dim, name=self.describe())
-        self._cache = (np.shape(x), y.shape, y.dtype)
+        self._cache = (np.shape(x), y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        x_shape, y_shape, dtype = self._saved()
-        return check_grad(self.describe(), dout, y_shape, dtype).reshape(x_shape)
+        x_shape, y_shape, dtype, device = self._saved()
+        return check_grad(self.describe(), dout, y_shape, dtype, like=device).reshape(x_shape)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

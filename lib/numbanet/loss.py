@@ -19,15 +19,25 @@ Mean squared error with prediction ŷ and target y of the same shape (K elements
 
     loss = (1/K)·Σ (ŷ − y)²,        ∂loss/∂ŷ = 2·(ŷ − y) / K
 
-CPU kernels: ``numbanet.kernels.cpu.loss``.
+Kernels: ``numbanet.kernels.cpu.loss``; on the GPU (device-array inputs)
+``numbanet.kernels.cuda.loss``.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ._validate import as_float_array, check_ndim
+from .device import device_of, is_cuda, to_device, to_numpy
 from .kernels.cpu import loss as cpu
 from .module import Module
+
+
+def _gpu():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
+    from .kernels.cuda import loss as cuda_loss
+    return cuda_loss
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -52,46 +62,75 @@ def _scale(name: str, reduction: str, count: int, dloss) -> float:
 
 
 def _reduce(per_item_sums: np.ndarray, reduction: str, count: int) -> float:
-    total = float(np.sum(per_item_sums))
+    """The loss as a Python float; on the GPU the sum is taken there and only it is copied back."""
+    total = _gpu().total(per_item_sums) if is_cuda(per_item_sums) else float(np.sum(per_item_sums))
     return total / count if reduction == "mean" else total
 
 
+def _check_same_device(name: str, prediction, target) -> None:
+    if device_of(target) != device_of(prediction):
+        raise TypeError(f"{name}: target is on {device_of(target)} but the input is on {device_of(prediction)}; "
+                        f"move the target with numbanet.to_device(target, '{device_of(prediction)}')")
+
+
+def _check_target_range(name: str, target: np.ndarray, classes: int) -> None:
+    outside = (target < 0) | (target >= classes)
+    if outside.any():
+        raise ValueError(f"{name}: target class indices must lie in 0..{classes - 1} for {classes} "
+                         f"classes, got {target[outside][:5].tolist()}")
+
+
 def _check_cross_entropy(name: str, logits, target) -> tuple[np.ndarray, np.ndarray]:
-    """Validate logits (N, C) float and target (N,) integer in 0..C−1; return both contiguous."""
+    """Validate logits (N, C) float and target (N,) integer in 0..C−1; return both contiguous, on
+    the logits' device.  A target already on the GPU is range-checked by ``_cross_entropy_loss``."""
     logits = as_float_array(name, logits, "logits")
     check_ndim(name, logits, 2, "(N, C)")
     n, classes = logits.shape
     if n == 0 or classes == 0:
         raise ValueError(f"{name}: expected logits of shape (N, C) with N, C >= 1, got shape {logits.shape}")
-    target = np.asarray(target)
+    if not is_cuda(target):
+        target = np.asarray(target)
     if not np.issubdtype(target.dtype, np.integer):
         raise TypeError(f"{name}: expected target of integer class indices, shape ({n},), "
                         f"got dtype {target.dtype}")
     if target.shape != (n,):
         raise ValueError(f"{name}: expected target of shape ({n},) (one class index per logits row), "
                          f"got shape {target.shape}")
-    outside = (target < 0) | (target >= classes)
-    if outside.any():
-        raise ValueError(f"{name}: target class indices must lie in 0..{classes - 1} for {classes} "
-                         f"classes, got {target[outside][:5].tolist()}")
-    return logits, np.ascontiguousarray(target, dtype=np.int64)
+    if is_cuda(target):
+        _check_same_device(name, logits, target)
+        return logits, target
+    _check_target_range(name, target, classes)
+    target = np.ascontiguousarray(target, dtype=np.int64)
+    return logits, (to_device(target, "cuda") if is_cuda(logits) else target)
 
 
 def _cross_entropy_rows(name: str, logits, target, label_smoothing: float):
     """(logits, target, logsumexp (N,), per-row losses (N,)) after validation."""
     logits, target = _check_cross_entropy(name, logits, target)
+    smoothing = _check_smoothing(name, label_smoothing)
+    if is_cuda(logits):
+        return (logits, target, *_gpu().cross_entropy_rows(logits, target, smoothing))
     logsumexp = np.empty(logits.shape[0])
     losses = np.empty(logits.shape[0])
-    cpu.cross_entropy_forward(logits, target, _check_smoothing(name, label_smoothing), logsumexp, losses)
+    cpu.cross_entropy_forward(logits, target, smoothing, logsumexp, losses)
     return logits, target, logsumexp, losses
+
+
+def _cross_entropy_loss(name: str, losses, target, classes: int, reduction: str) -> float:
+    """The reduced loss.  A NaN from the GPU may come from a device target outside 0..C−1 (the
+    kernel marks such rows NaN): only then are the targets copied to the host, to say which."""
+    loss = _reduce(losses, reduction, losses.shape[0])
+    if math.isnan(loss) and is_cuda(target):
+        _check_target_range(name, to_numpy(target), classes)
+    return loss
 
 
 def cross_entropy(logits, target, label_smoothing: float = 0.0, reduction: str = "mean",
                   *, name: str = "cross_entropy") -> float:
     """Softmax cross-entropy of logits (N, C) against integer targets (N,) -> float."""
     _check_reduction(name, reduction)
-    *_, losses = _cross_entropy_rows(name, logits, target, label_smoothing)
-    return _reduce(losses, reduction, losses.shape[0])
+    logits, target, _, losses = _cross_entropy_rows(name, logits, target, label_smoothing)
+    return _cross_entropy_loss(name, losses, target, logits.shape[1], reduction)
 
 
 def cross_entropy_backward(logits, target, label_smoothing: float = 0.0, reduction: str = "mean",
@@ -100,13 +139,18 @@ def cross_entropy_backward(logits, target, label_smoothing: float = 0.0, reducti
     """dlogits (N, C), in the logits' dtype: dloss·(softmax − smoothed one-hot)/N for reduction="mean".
 
     ``logsumexp`` (N,), float64, may be passed from the forward pass to skip recomputing it.
+    On the GPU a row whose (device) target is outside 0..C−1 gets NaN gradients.
     """
     _check_reduction(name, reduction)
     if logsumexp is None:
         logits, target, logsumexp, _ = _cross_entropy_rows(name, logits, target, label_smoothing)
+    else:
+        logits, target = _check_cross_entropy(name, logits, target)
     smoothing = _check_smoothing(name, label_smoothing)
-    dlogits = np.empty_like(logits)
     scale = _scale(name, reduction, logits.shape[0], dloss)
+    if is_cuda(logits):
+        return _gpu().cross_entropy_backward(logits, target, logsumexp, smoothing, scale)
+    dlogits = np.empty_like(logits)
     cpu.cross_entropy_backward(logits, target, logsumexp, smoothing, scale, dlogits)
     return dlogits
 
@@ -128,7 +172,7 @@ class CrossEntropyLoss(Module):
         logits, target, logsumexp, losses = _cross_entropy_rows(
             self.describe(), logits, target, self.label_smoothing)
         self._cache = (logits, target, logsumexp)
-        return _reduce(losses, self.reduction, losses.shape[0])
+        return _cross_entropy_loss(self.describe(), losses, target, logits.shape[1], self.reduction)
 
     def backward(self, dout: float = 1.0) -> np.ndarray:
         logits, target, logsumexp = self._saved()
@@ -151,6 +195,7 @@ def _check_mse(name: str, prediction, target) -> tuple[np.ndarray, np.ndarray]:
     if target.dtype != prediction.dtype:
         raise TypeError(f"{name}: target dtype {target.dtype} does not match the input dtype "
                         f"{prediction.dtype}")
+    _check_same_device(name, prediction, target)
     if prediction.size == 0:
         raise ValueError(f"{name}: expected a non-empty input, got shape {prediction.shape}")
     return prediction, target
@@ -160,6 +205,8 @@ def mse_loss(prediction, target, reduction: str = "mean", *, name: str = "mse_lo
     """Mean (or sum) of (prediction − target)² over every element -> float.  Both arrays of one shape."""
     _check_reduction(name, reduction)
     prediction, target = _check_mse(name, prediction, target)
+    if is_cuda(prediction):
+        return _reduce(_gpu().squared_error_partials(prediction, target), reduction, prediction.size)
     partials = np.empty(-(-prediction.size // cpu.MSE_CHUNK))
     cpu.squared_error_partials(prediction.reshape(-1), target.reshape(-1), partials)
     return _reduce(partials, reduction, prediction.size)
@@ -170,8 +217,10 @@ def mse_loss_backward(prediction, target, reduction: str = "mean", dloss: float 
     """∂loss/∂prediction = dloss·2·(prediction − target)/K (K elements; no /K for "sum"), prediction's shape."""
     _check_reduction(name, reduction)
     prediction, target = _check_mse(name, prediction, target)
-    dprediction = np.empty_like(prediction)
     scale = _scale(name, reduction, prediction.size, dloss)
+    if is_cuda(prediction):
+        return _gpu().squared_error_backward(prediction, target, scale)
+    dprediction = np.empty_like(prediction)
     cpu.squared_error_backward(prediction.reshape(-1), target.reshape(-1), scale, dprediction.reshape(-1))
     return dprediction
 

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .device import CPU, Device, device, device_of, is_cuda, to_device, to_numpy
 from .tensor import FLOAT_DTYPES, Parameter
 from ._validate import not_run_yet
 
@@ -35,7 +36,7 @@ class Module:
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        if name in self._buffers and isinstance(value, np.ndarray):
+        if name in self._buffers and (isinstance(value, np.ndarray) or is_cuda(value)):
             object.__setattr__(self, name, value)  # replacing a buffer keeps it registered
             return
         for table in (self._parameters, self._modules, self._buffers):
@@ -118,9 +119,10 @@ class Module:
         return self.train(False)
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter value and buffer, keyed by dotted name."""
-        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
-        state.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        """Copies of every parameter value and buffer, keyed by dotted name (NumPy arrays,
+        copied to the host when the module is on the GPU)."""
+        state = OrderedDict((name, np.array(to_numpy(p.data), copy=True)) for name, p in self.named_parameters())
+        state.update((name, np.array(to_numpy(b), copy=True)) for name, b in self.named_buffers())
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
@@ -149,14 +151,22 @@ class Module:
             if key not in state_dict:
                 continue
             current = getattr(module, name)
-            if isinstance(current, Parameter):
-                current.data[...] = state_dict[key]
+            target = current.data if isinstance(current, Parameter) else current
+            if is_cuda(target):
+                target.copy_to_device(np.ascontiguousarray(to_numpy(state_dict[key]), dtype=target.dtype))
             else:
-                current[...] = state_dict[key]
+                target[...] = to_numpy(state_dict[key])
 
-    # -- dtype ----------------------------------------------------------------
+    # -- dtype and device ---------------------------------------------------------
     def to(self, dtype) -> "Module":
-        """Convert every parameter and buffer to ``dtype`` (np.float32 or np.float64)."""
+        """Convert every parameter and buffer to ``dtype`` (np.float32 or np.float64), or move
+        them to a device: ``to("cuda")``, ``to("cpu")`` or ``to(numbanet.device(...))``.
+
+        Moving takes each parameter's value and gradient and every float or integer buffer
+        (e.g. BatchNorm's running statistics) to the device; the module object stays the same.
+        """
+        if _is_device_name(dtype):
+            return self._to_device(device(dtype))
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
@@ -166,8 +176,31 @@ class Module:
             for name in module._buffers:
                 value = getattr(module, name)
                 if value.dtype in FLOAT_DTYPES:
-                    object.__setattr__(module, name, value.astype(dtype))
+                    object.__setattr__(module, name, to_device(to_numpy(value).astype(dtype), device_of(value)))
         return self
+
+    def _to_device(self, dev: Device) -> "Module":
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.to_device(dev)
+            for name in module._buffers:
+                value = getattr(module, name)
+                if value is not None and np.dtype(value.dtype).kind in "fiub":
+                    object.__setattr__(module, name, to_device(value, dev))
+        return self
+
+    def cuda(self) -> "Module":
+        return self.to("cuda")
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
+    @property
+    def device(self) -> Device:
+        """The device of the first parameter (cpu for a parameter-free module)."""
+        for param in self.parameters():
+            return param.device
+        return CPU
 
     def float(self) -> "Module":
         return self.to(np.float32)
@@ -199,3 +232,8 @@ class Module:
             lines.append(f"  ({name}): {child_repr}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _is_device_name(arg) -> bool:
+    """True for "cpu", "cuda" (any case, "cuda:0") or a Device; dtypes ("float32", np.float64) are not."""
+    return isinstance(arg, Device) or (isinstance(arg, str) and arg.lower() in ("cpu", "cuda", "cuda:0"))

@@ -50,18 +50,26 @@ LocalResponseNorm (across channels, as in AlexNet), window size n, a = input::
 where the channels c whose window holds j form the mirrored window
 [j − ⌊(n−1)/2⌋, j + ⌊n/2⌋].
 
-CPU kernels: ``numbanet.kernels.cpu.norm``.
+Kernels: ``numbanet.kernels.cpu.norm``; on the GPU (device-array inputs)
+``numbanet.kernels.cuda.norm``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_dtype_match, check_grad
+from ._validate import as_float_array, check_device, check_dtype_match, check_grad
+from .device import is_cuda, to_numpy
 from ._workspace import scratch
 from .conv import Conv2d
 from .kernels.cpu import norm as cpu
 from .module import Module
 from .tensor import Parameter
+
+
+def _gpu():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
+    from .kernels.cuda import norm as cuda_norm
+    return cuda_norm
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,16 +99,22 @@ def _per_channel(name: str, label: str, array, size: int, dtype) -> np.ndarray |
     """A weight or bias with ``size`` elements as a contiguous (size,) ``dtype`` array; None stays None."""
     if array is None:
         return None
-    array = np.asarray(array)
+    if not is_cuda(array):
+        array = np.asarray(array)
     if array.size != size:
         raise ValueError(f"{name}: expected {label} with {size} elements, got shape {array.shape}")
+    if is_cuda(array):  # not converted: that would be a copy on every call
+        if array.dtype != np.dtype(dtype):
+            raise TypeError(f"{name}: expected {label} of dtype {np.dtype(dtype)}, got {array.dtype}")
+        return array.reshape(size)
     return np.ascontiguousarray(array, dtype=dtype).reshape(size)
 
 
 def _check_running(name: str, running_mean, running_var, channels: int) -> None:
-    """Running statistics are updated in place, so they must be (C,) numpy arrays (or both None)."""
+    """Running statistics are updated in place, so they must be (C,) arrays, NumPy or device (or both None)."""
     for label, array in (("running_mean", running_mean), ("running_var", running_var)):
-        if array is not None and (not isinstance(array, np.ndarray) or array.shape != (channels,)):
+        is_array = isinstance(array, np.ndarray) or is_cuda(array)
+        if array is not None and (not is_array or array.shape != (channels,)):
             raise ValueError(f"{name}: expected {label} as a numpy array of shape ({channels},), "
                              f"got {getattr(array, 'shape', type(array).__name__)}")
 
@@ -119,6 +133,8 @@ def _block_statistics(x3: np.ndarray, rows: int, groups: int, eps: float):
 
     rows = 1: a block spans the batch; rows = N: one block per sample (see the kernels' docstring).
     """
+    if is_cuda(x3):
+        return _gpu().block_statistics(x3, rows, groups, eps)
     mean = np.empty((rows, groups))
     var = np.empty((rows, groups))
     cpu.moments(x3, mean, var)
@@ -127,12 +143,17 @@ def _block_statistics(x3: np.ndarray, rows: int, groups: int, eps: float):
 
 def _fixed_statistics(running_mean, running_var, eps: float):
     """(mean, invstd), each (1, C) float64, from running statistics."""
+    if is_cuda(running_mean):
+        return _gpu().fixed_statistics(running_mean, running_var, eps)
     mean = np.asarray(running_mean, np.float64).reshape(1, -1)
     return mean, 1.0 / np.sqrt(np.asarray(running_var, np.float64).reshape(1, -1) + eps)
 
 
 def _normalize(x, x3, mean, invstd, gamma, beta, fixed_statistics: bool):
     """(y, cache): y = γ·x̂ + β shaped like x (γ = 1, β = 0 when None); cache = ``_normalize_backward``'s args."""
+    if is_cuda(x3):
+        y3 = _gpu().normalize(x3, mean, invstd, gamma, beta)
+        return y3.reshape(x.shape), (x.shape, x3, mean, invstd, gamma, fixed_statistics)
     channels = x3.shape[1]
     gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
     beta = np.zeros(channels, x3.dtype) if beta is None else beta
@@ -146,6 +167,10 @@ def _normalize_backward(dy, x_shape, x3, mean, invstd, gamma, fixed_statistics: 
 
     ``fixed_statistics``: mean and invstd are constants (running statistics), not functions of x.
     """
+    if is_cuda(x3):
+        dx3, dgamma, dbeta = _gpu().normalize_backward(dy.reshape(x3.shape), x3, mean, invstd, gamma,
+                                                       fixed_statistics)
+        return dx3.reshape(x_shape), dgamma, dbeta
     channels = x3.shape[1]
     gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
     dy3 = np.ascontiguousarray(dy, dtype=x3.dtype).reshape(x3.shape)
@@ -164,10 +189,14 @@ def _normalize_backward(dy, x_shape, x3, mean, invstd, gamma, fixed_statistics: 
     return dx3.reshape(x_shape), dgamma.astype(x3.dtype), dbeta.astype(x3.dtype)
 
 
-def _update_running(running_mean, running_var, mean, unbiased_var, momentum: float) -> None:
-    """In place: running ← (1 − momentum)·running + momentum·new."""
-    running_mean[...] = (1 - momentum) * running_mean + momentum * mean
-    running_var[...] = (1 - momentum) * running_var + momentum * unbiased_var
+def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
+    """In place: running ← (1 − momentum)·running + momentum·new, where new is the average over the
+    rows of the (R, C) block statistics, the variance made unbiased with m/(m − 1) (m = ``count``)."""
+    if is_cuda(running_mean):
+        _gpu().update_running(running_mean, running_var, mean, var, count, momentum)
+        return
+    running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
+    running_var[...] = (1 - momentum) * running_var + momentum * (var * count / (count - 1)).mean(axis=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,9 +204,18 @@ def _update_running(running_mean, running_var, mean, unbiased_var, momentum: flo
 # --------------------------------------------------------------------------------------------
 
 
-def _affine_args(name: str, weight, bias, size: int, dtype):
-    """(γ, β) checked by ``_per_channel``."""
-    return _per_channel(name, "weight", weight, size, dtype), _per_channel(name, "bias", bias, size, dtype)
+def _count_batch(num_batches_tracked) -> None:
+    """num_batches_tracked += 1, in place, on the device it lives on."""
+    if is_cuda(num_batches_tracked):
+        _gpu().count_batch(num_batches_tracked)
+    else:
+        num_batches_tracked[...] += 1
+
+
+def _affine_args(name: str, x, weight, bias, size: int):
+    """(γ, β) checked by ``_per_channel`` against x's dtype and device."""
+    check_device(name, x, weight, bias)
+    return _per_channel(name, "weight", weight, size, x.dtype), _per_channel(name, "bias", bias, size, x.dtype)
 
 
 def _channel_statistics(name, x, running_mean, running_var, use_input_stats: bool, eps: float,
@@ -212,8 +250,7 @@ def _channel_norm(name, x, running_mean, running_var, weight, bias, use_input_st
                                                 per_sample)
     if use_input_stats and running_mean is not None:
         count = x3.shape[2] * (1 if per_sample else x3.shape[0])
-        _update_running(running_mean, running_var, mean.mean(axis=0),
-                        (var * count / (count - 1)).mean(axis=0), momentum)
+        _update_running(running_mean, running_var, mean, var, count, momentum)
     return _normalize(x, x3, mean, invstd, weight, bias, fixed_statistics=not use_input_stats)
 
 
@@ -221,7 +258,8 @@ def _channel_norm_function(name, x, running_mean, running_var, weight, bias, use
                            per_sample, min_ndim):
     x = _check_input(name, x, "(N, C, *)", min_ndim=min_ndim)
     _check_running(name, running_mean, running_var, x.shape[1])
-    weight, bias = _affine_args(name, weight, bias, x.shape[1], x.dtype)
+    check_device(name, x, running_mean, running_var)
+    weight, bias = _affine_args(name, x, weight, bias, x.shape[1])
     return _channel_norm(name, x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps,
                          per_sample)[0]
 
@@ -229,8 +267,9 @@ def _channel_norm_function(name, x, running_mean, running_var, weight, bias, use
 def _channel_norm_backward(name, dy, x, running_mean, running_var, weight, use_input_stats, eps, per_sample,
                            min_ndim):
     x = _check_input(name, x, "(N, C, *)", min_ndim=min_ndim)
-    dy = check_grad(name, dy, x.shape, x.dtype)
+    dy = check_grad(name, dy, x.shape, x.dtype, like=x)
     _check_running(name, running_mean, running_var, x.shape[1])
+    check_device(name, x, running_mean, running_var, weight)
     x3, mean, _, invstd = _channel_statistics(name, x, running_mean, running_var, use_input_stats, eps,
                                               per_sample)
     gamma = _per_channel(name, "weight", weight, x.shape[1], x.dtype)
@@ -304,14 +343,15 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5,
     """
     x = _check_input(name, x, "(N, C, *)", min_ndim=2)
     x3, mean, invstd = _group_statistics(name, x, num_groups, eps)
-    weight, bias = _affine_args(name, weight, bias, x.shape[1], x.dtype)
+    weight, bias = _affine_args(name, x, weight, bias, x.shape[1])
     return _normalize(x, x3, mean, invstd, weight, bias, fixed_statistics=False)[0]
 
 
 def group_norm_backward(dy, x, num_groups: int, weight=None, eps: float = 1e-5, *, name: str = "group_norm"):
     """(dx, dγ, dβ) for y = group_norm(x, num_groups, weight, bias, eps): dx like x; dγ, dβ (C,)."""
     x = _check_input(name, x, "(N, C, *)", min_ndim=2)
-    dy = check_grad(name, dy, x.shape, x.dtype)
+    dy = check_grad(name, dy, x.shape, x.dtype, like=x)
+    check_device(name, x, weight)
     x3, mean, invstd = _group_statistics(name, x, num_groups, eps)
     gamma = _per_channel(name, "weight", weight, x.shape[1], x.dtype)
     return _normalize_backward(dy, x.shape, x3, mean, invstd, gamma, False)
@@ -345,8 +385,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5,
     shape = _as_shape(name, normalized_shape)
     x = as_float_array(name, x)
     x3, mean, invstd = _layer_statistics(name, x, shape, eps)
-    size = x3.shape[1]
-    weight, bias = _affine_args(name, weight, bias, size, x.dtype)
+    weight, bias = _affine_args(name, x, weight, bias, x3.shape[1])
     return _normalize(x, x3, mean, invstd, weight, bias, fixed_statistics=False)[0]
 
 
@@ -354,7 +393,8 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, eps: float = 1e-5,
     """(dx, dγ, dβ) for y = layer_norm(x, normalized_shape, weight, bias, eps); dγ, dβ flattened (Π normalized_shape,)."""
     shape = _as_shape(name, normalized_shape)
     x = as_float_array(name, x)
-    dy = check_grad(name, dy, x.shape, x.dtype)
+    dy = check_grad(name, dy, x.shape, x.dtype, like=x)
+    check_device(name, x, weight)
     x3, mean, invstd = _layer_statistics(name, x, shape, eps)
     gamma = _per_channel(name, "weight", weight, x3.shape[1], x.dtype)
     return _normalize_backward(dy, x.shape, x3, mean, invstd, gamma, False)
@@ -362,6 +402,8 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, eps: float = 1e-5,
 
 def _lrn_scale(x3: np.ndarray, size: int, alpha: float, k: float, beta: float):
     """(y3, s) with s = k + (α/n)·Σ_window x² and y3 = x3·s^(−β), for x3 (N, C, P)."""
+    if is_cuda(x3):
+        return _gpu().lrn_scale(x3, size, alpha, k, beta)
     squares = scratch("lrn.squares", x3.shape, x3.dtype)
     np.multiply(x3, x3, out=squares)
     scale = np.empty_like(x3)
@@ -373,6 +415,8 @@ def _lrn_scale(x3: np.ndarray, size: int, alpha: float, k: float, beta: float):
 
 def _lrn_backward(dy3, x3, scale, size: int, alpha: float, beta: float) -> np.ndarray:
     """dx3 for y3 = x3·s^(−β) (formula in the module docstring); ``scale`` = s from the forward pass."""
+    if is_cuda(x3):
+        return _gpu().lrn_backward(dy3, x3, scale, size, alpha, beta)
     terms = scratch("lrn.terms", x3.shape, x3.dtype)
     cpu.lrn_grad_terms(dy3, x3, scale, float(beta), terms)
     window_terms = scratch("lrn.window_terms", x3.shape, x3.dtype)
@@ -404,7 +448,7 @@ def local_response_norm_backward(dy, x, size: int, alpha: float = 1e-4, beta: fl
                                  *, name: str = "local_response_norm") -> np.ndarray:
     """dx for y = local_response_norm(x, size, alpha, beta, k); dy, x: (N, C, *) -> dx: like x."""
     x3 = _check_lrn(name, x, size)
-    dy = check_grad(name, dy, np.shape(x), x3.dtype)
+    dy = check_grad(name, dy, np.shape(x), x3.dtype, like=x3)
     scale = _lrn_scale(x3, int(size), alpha, k, beta)[1]
     return _lrn_backward(dy.reshape(x3.shape), x3, scale, int(size), alpha, beta).reshape(np.shape(x))
 
@@ -432,6 +476,11 @@ class _Normalization(Module):
                 return buffer.dtype
         return None
 
+    def _check_device(self, x) -> None:
+        """The input, the parameters and the running statistics must live on one device."""
+        state = [p.data for p in self.parameters()] + [b for _, b in self.named_buffers()]
+        check_device(self.describe(), x, *state)
+
     def _affine(self):
         """(γ, β) flattened, None where the layer has no such parameter."""
         return tuple(None if p is None else p.data.reshape(-1) for p in (self.weight, self.bias))
@@ -439,12 +488,12 @@ class _Normalization(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         cache = self._saved()
         x_shape, x3 = cache[0], cache[1]
-        dout = check_grad(self.describe(), dout, x_shape, x3.dtype)
+        dout = check_grad(self.describe(), dout, x_shape, x3.dtype, like=x3)
         dx, dgamma, dbeta = _normalize_backward(dout, *cache)
         if self.weight is not None:
-            self.weight.grad += dgamma.reshape(self.weight.shape)
+            self.weight.add_grad(dgamma.reshape(self.weight.shape))
         if self.bias is not None:
-            self.bias.grad += dbeta.reshape(self.bias.shape)
+            self.bias.add_grad(dbeta.reshape(self.bias.shape))
         return dx
 
 
@@ -473,8 +522,10 @@ class _RunningStatsNorm(_Normalization):
         self._cache = None
 
     def _check(self, x) -> np.ndarray:
-        return _check_input(self.describe(), x, self._layout, self._ndims, channels=self.num_features,
-                            dtype=self._input_dtype())
+        x = _check_input(self.describe(), x, self._layout, self._ndims, channels=self.num_features,
+                         dtype=self._input_dtype())
+        self._check_device(x)
+        return x
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -493,8 +544,9 @@ class _BatchNorm(_RunningStatsNorm):
         x = self._check(x)
         momentum = 0.0
         if self.training and self.track_running_stats:
-            self.num_batches_tracked[...] += 1
-            momentum = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
+            _count_batch(self.num_batches_tracked)
+            # momentum=None (cumulative average) reads the count: one copy to the host on the GPU
+            momentum = 1.0 / to_numpy(self.num_batches_tracked).item() if self.momentum is None else self.momentum
         use_batch_statistics = self.training or not self.track_running_stats
         y, self._cache = _channel_norm(self.describe(), x, self.running_mean, self.running_var, *self._affine(),
                                        use_batch_statistics, momentum, self.eps, per_sample=False)
@@ -505,9 +557,9 @@ class _BatchNorm(_RunningStatsNorm):
         if not self.track_running_stats:
             raise ValueError(f"{self.describe()}: affine_params needs running statistics "
                              "(track_running_stats=True)")
-        mean, invstd = _fixed_statistics(self.running_mean, self.running_var, self.eps)
-        gamma = 1.0 if self.weight is None else self.weight.data.astype(np.float64)
-        beta = 0.0 if self.bias is None else self.bias.data.astype(np.float64)
+        mean, invstd = _fixed_statistics(to_numpy(self.running_mean), to_numpy(self.running_var), self.eps)
+        gamma = 1.0 if self.weight is None else to_numpy(self.weight.data).astype(np.float64)
+        beta = 0.0 if self.bias is None else to_numpy(self.bias.data).astype(np.float64)
         scale = gamma * invstd[0]
         return scale, beta - scale * mean[0]
 
@@ -575,6 +627,7 @@ class GroupNorm(_Normalization):
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
         x = _check_input(name, x, "(N, C, *)", min_ndim=2, channels=self.num_channels, dtype=self._input_dtype())
+        self._check_device(x)
         x3, mean, invstd = _group_statistics(name, x, self.num_groups, self.eps)
         y, self._cache = _normalize(x, x3, mean, invstd, *self._affine(), fixed_statistics=False)
         return y
@@ -599,6 +652,7 @@ class LayerNorm(_Normalization):
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
         x = _check_input(name, x, "(*, *normalized_shape)", dtype=self._input_dtype())
+        self._check_device(x)
         x3, mean, invstd = _layer_statistics(name, x, self.normalized_shape, self.eps)
         y, self._cache = _normalize(x, x3, mean, invstd, *self._affine(), fixed_statistics=False)
         return y
@@ -645,7 +699,7 @@ def fold_batchnorm(conv: Conv2d, bn: _BatchNorm) -> Conv2d:
     # a private generator: the initial values are overwritten, and the global one stays untouched
     folded = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                     bias=True, dtype=conv.weight.dtype, rng=np.random.default_rng(0))
-    folded.weight.data[...] = conv.weight.data.astype(np.float64) * scale[:, None, None, None]
-    conv_bias = 0.0 if conv.bias is None else conv.bias.data.astype(np.float64)
+    folded.weight.data[...] = to_numpy(conv.weight.data).astype(np.float64) * scale[:, None, None, None]
+    conv_bias = 0.0 if conv.bias is None else to_numpy(conv.bias.data).astype(np.float64)
     folded.bias.data[...] = scale * conv_bias + shift
     return folded

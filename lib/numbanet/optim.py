@@ -29,7 +29,8 @@ epoch, after the epoch's optimizer steps), by PyTorch's closed forms::
     MultiStepLR:       lr = lr₀·γ^(number of milestones ≤ e)
     CosineAnnealingLR: lr = η_min + (lr₀ − η_min)·(1 + cos(π·e / T_max)) / 2
 
-CPU kernels: ``numbanet.kernels.cpu.optim`` (elementwise, in place).
+Kernels (elementwise, in place): ``numbanet.kernels.cpu.optim``; for parameters on the GPU
+``numbanet.kernels.cuda.optim``, with the optimizer state created on the parameters' device.
 """
 from __future__ import annotations
 
@@ -38,8 +39,21 @@ import math
 
 import numpy as np
 
+from ._validate import contiguous
+from .device import device_of, is_cuda, to_device, to_numpy
 from .kernels.cpu import optim as cpu
 from .tensor import Parameter
+
+
+def _gpu():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
+    from .kernels.cuda import optim as cuda_optim
+    return cuda_optim
+
+
+def _kernels(param: Parameter):
+    """The update kernels for the parameter's device (the CPU and CUDA modules share names and arguments)."""
+    return _gpu() if is_cuda(param.data) else cpu
 
 
 def _parameter_list(owner: str, params) -> list[Parameter]:
@@ -69,10 +83,19 @@ def _check_range(owner: str, name: str, value: float, low: float, high: float = 
 
 
 def _flat(array: np.ndarray) -> np.ndarray:
-    """1-D view of a C-contiguous array, for kernels that update it in place."""
-    if not array.flags.c_contiguous:
+    """1-D view of a C-contiguous array (NumPy or device), for kernels that update it in place."""
+    if not (array.is_c_contiguous() if is_cuda(array) else array.flags.c_contiguous):
         raise ValueError("optimizer: parameter data must be C-contiguous to be updated in place")
     return array.reshape(-1)
+
+
+def _zeros_like(array):
+    """Zeros of ``array``'s shape and dtype on its device: optimizer state lives beside its parameter."""
+    return _gpu().zeros_like(array) if is_cuda(array) else np.zeros_like(array)
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, np.ndarray) or is_cuda(value)
 
 
 class Optimizer:
@@ -107,10 +130,11 @@ class Optimizer:
         """(state[key] as a flat array in the parameter's dtype, whether it was just created as zeros)."""
         buf = state.get(key)
         if buf is None:
-            buf = state[key] = np.zeros_like(param.data)
+            buf = state[key] = _zeros_like(param.data)
             return _flat(buf), True
-        if buf.dtype != param.dtype:  # the model was converted with .to(dtype) since the last step
-            buf = state[key] = buf.astype(param.dtype)
+        if buf.dtype != param.dtype or device_of(buf) != param.device:
+            # the model was converted with .to(dtype) or .to(device) since the last step
+            buf = state[key] = to_device(to_numpy(buf).astype(param.dtype), param.device)
         return _flat(buf), False
 
     # -- checkpointing -------------------------------------------------------
@@ -118,8 +142,9 @@ class Optimizer:
         """{"state": {index: {name: array copy or int}}, "hyperparameters": {name: value}}.
 
         Parameter indices follow the order of ``params``; state appears after the first step.
+        Arrays are NumPy copies (copied to the host when the state is on the GPU).
         """
-        state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+        state = {i: {k: (np.array(to_numpy(v), copy=True) if _is_array(v) else v) for k, v in s.items()}
                  for i, s in enumerate(self.state) if s}
         return {"state": state, "hyperparameters": {k: getattr(self, k) for k in self._hyperparameters}}
 
@@ -137,7 +162,7 @@ class Optimizer:
                 problems.append(f"state index {index!r} is not a parameter index 0..{len(self.params) - 1}")
                 continue
             for key, value in entry.items():
-                if isinstance(value, np.ndarray) and value.shape != self.params[index].shape:
+                if _is_array(value) and value.shape != self.params[index].shape:
                     problems.append(f"state[{index}][{key!r}]: expected shape {self.params[index].shape}, "
                                     f"got {value.shape}")
         if problems:
@@ -146,8 +171,9 @@ class Optimizer:
             setattr(self, key, value)
         self.state = [{} for _ in self.params]
         for index, entry in state_dict["state"].items():
-            dtype = self.params[index].dtype
-            self.state[index] = {k: (np.array(v, dtype=dtype) if isinstance(v, np.ndarray) else v)
+            param = self.params[index]
+            self.state[index] = {k: (to_device(np.array(to_numpy(v), dtype=param.dtype), param.device)
+                                     if _is_array(v) else v)
                                  for k, v in entry.items()}
 
     def __repr__(self) -> str:
@@ -172,13 +198,14 @@ class SGD(Optimizer):
                              f"got momentum={self.momentum}, dampening={self.dampening}")
 
     def _update(self, param: Parameter, state: dict) -> None:
-        data, grad = _flat(param.data), np.ascontiguousarray(param.grad).reshape(-1)
+        data, grad = _flat(param.data), contiguous(param.grad).reshape(-1)
+        kernels = _kernels(param)
         if self.momentum == 0:
-            cpu.sgd(data, grad, self.lr, self.weight_decay)
+            kernels.sgd(data, grad, self.lr, self.weight_decay)
             return
         buf, first_step = self._buffer(state, "momentum_buffer", param)
-        cpu.sgd_momentum(data, grad, buf, self.lr, self.weight_decay, self.momentum, self.dampening,
-                         self.nesterov, first_step)
+        kernels.sgd_momentum(data, grad, buf, self.lr, self.weight_decay, self.momentum, self.dampening,
+                             self.nesterov, first_step)
 
 
 class Adam(Optimizer):
@@ -210,9 +237,9 @@ class Adam(Optimizer):
             l2, decay_factor = 0.0, 1.0 - self.lr * self.weight_decay
         else:
             l2, decay_factor = self.weight_decay, 1.0
-        cpu.adam(_flat(param.data), np.ascontiguousarray(param.grad).reshape(-1), exp_avg, exp_avg_sq,
-                 self.lr / (1.0 - beta1**step), beta1, beta2, self.eps, math.sqrt(1.0 - beta2**step),
-                 l2, decay_factor)
+        _kernels(param).adam(_flat(param.data), contiguous(param.grad).reshape(-1), exp_avg, exp_avg_sq,
+                             self.lr / (1.0 - beta1**step), beta1, beta2, self.eps, math.sqrt(1.0 - beta2**step),
+                             l2, decay_factor)
 
 
 class AdamW(Adam):

@@ -38,7 +38,9 @@ classifier in NiN / GoogLeNet / ResNet.
 
 CPU kernels: ``numbanet.kernels.cpu.pooling``.  The backward passes of average and
 power pooling gather over the windows covering each input element; max pooling
-scatters to the winners one (n, c) plane per parallel iteration.
+scatters to the winners one (n, c) plane per parallel iteration.  CUDA kernels:
+``numbanet.kernels.cuda.pooling`` (one thread per output, or per input element in
+backward, max pooling included: a gather, no atomics), used for device arrays.
 """
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import as_float_array, check_grad, check_ndim, pair
+from ._validate import as_float_array, check_device, check_grad, check_ndim, pair
 from .conv import conv2d_output_size
+from .device import device_of, is_cuda
 from .kernels.cpu import pooling as cpu
 from .module import Module
 
@@ -129,6 +132,12 @@ def _sliding_geometry(name: str, input_shape, kernel_size, stride, padding) -> _
                      _sliding_axis(width, kernel[1], stride[1], padding[1], out_w))
 
 
+def _cuda():
+    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
+    from .kernels.cuda import pooling as cuda_pooling
+    return cuda_pooling
+
+
 def _planes(a: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (N·C, H, W) view: pooling treats every channel of every sample alike."""
     return a.reshape(-1, a.shape[2], a.shape[3])
@@ -145,6 +154,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = Fa
     """
     x = _check_input(name, x)
     geometry = _sliding_geometry(name, x.shape, kernel_size, stride, padding)
+    if is_cuda(x):
+        return _cuda().max_pool2d(x, *_window_args(name, kernel_size, stride, padding), return_indices)
     n, c = x.shape[:2]
     y = np.empty((n, c, *geometry.out_hw), x.dtype)
     indices = np.empty(y.shape, np.int64)
@@ -153,8 +164,27 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = Fa
     return (y, indices) if return_indices else y
 
 
-def max_pool2d_backward(dy, indices, input_shape) -> np.ndarray:
-    """dx (``input_shape`` = (N, C, H, W)) from dy and the argmax ``indices``, both (N, C, Ho, Wo)."""
+def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=0) -> np.ndarray:
+    """dx (``input_shape`` = (N, C, H, W)) from dy and the argmax ``indices``, both (N, C, Ho, Wo).
+
+    On the GPU the window (kernel_size, stride, padding of the forward call) is required too:
+    there each input element gathers from the windows that contain it.
+    """
+    if is_cuda(dy) or is_cuda(indices):
+        name = "max_pool2d_backward"
+        check_device(name, dy, indices, name="dy")
+        if kernel_size is None:
+            raise ValueError(f"{name}: on the GPU pass the forward's kernel_size (and stride, padding): "
+                             "the CUDA kernel gathers over the windows containing each input element")
+        if tuple(indices.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != tuple(input_shape[:2]):
+            raise ValueError(f"{name}: dy {dy.shape} and indices {indices.shape} must have the same shape "
+                             f"(N, C, Ho, Wo) with (N, C) = {tuple(input_shape[:2])}")
+        geometry = _sliding_geometry(name, input_shape, kernel_size, stride, padding)
+        if tuple(dy.shape[2:]) != geometry.out_hw:
+            raise ValueError(f"{name}: dy has spatial shape {tuple(dy.shape[2:])} but the window gives "
+                             f"{geometry.out_hw} for input shape {tuple(input_shape)}")
+        return _cuda().max_pool2d_backward(dy, indices, tuple(input_shape),
+                                           *_window_args(name, kernel_size, stride, padding))
     dy = np.ascontiguousarray(dy)
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     n, c, h, w = input_shape
@@ -203,6 +233,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool =
     """
     x = _check_input(name, x)
     geometry = _sliding_geometry(name, x.shape, kernel_size, stride, padding)
+    if is_cuda(x):
+        return _cuda().avg_pool2d(x, *_window_args(name, kernel_size, stride, padding), count_include_pad)
     return _mean_pool(x, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
 
 
@@ -210,6 +242,10 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0,
                         count_include_pad: bool = True) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo) and the forward's arguments."""
     geometry = _sliding_geometry("avg_pool2d_backward", input_shape, kernel_size, stride, padding)
+    if is_cuda(dy):
+        return _cuda().avg_pool2d_backward(dy, tuple(input_shape),
+                                           *_window_args("avg_pool2d_backward", kernel_size, stride, padding),
+                                           count_include_pad)
     divisor = _avg_divisor(geometry, kernel_size, count_include_pad)
     return _mean_pool_backward(np.ascontiguousarray(dy), input_shape, geometry, divisor)
 
@@ -238,6 +274,9 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, mean: bool = False, *,
     x = _check_input(name, x)
     norm_type = _check_norm_type(name, norm_type)
     geometry = _sliding_geometry(name, x.shape, kernel_size, stride, 0)
+    if is_cuda(x):
+        kernel, stride, _ = _window_args(name, kernel_size, stride, 0)
+        return _cuda().lp_pool2d(x, norm_type, kernel, stride, mean)
     y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
     cpu.power_pool(_planes(x), norm_type, geometry.rows.start, geometry.rows.end, geometry.cols.start,
                    geometry.cols.end, _lp_divisor(geometry, kernel_size, mean), _planes(y))
@@ -246,9 +285,13 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, mean: bool = False, *,
 
 def lp_pool2d_backward(dy, x, y, norm_type, kernel_size, stride=None, mean: bool = False) -> np.ndarray:
     """dx (N, C, H, W) from dy, the forward input x and output y (both needed: dx ∝ (x/y)^(p−1))."""
-    x = np.ascontiguousarray(x)
     norm_type = _check_norm_type("lp_pool2d_backward", norm_type)
     geometry = _sliding_geometry("lp_pool2d_backward", x.shape, kernel_size, stride, 0)
+    if is_cuda(dy) or is_cuda(x):
+        check_device("lp_pool2d_backward", dy, x, y, name="dy")
+        kernel, stride, _ = _window_args("lp_pool2d_backward", kernel_size, stride, 0)
+        return _cuda().lp_pool2d_backward(dy, x, y, norm_type, kernel, stride, mean)
+    x = np.ascontiguousarray(x)
     dx = np.empty(x.shape, x.dtype)
     cpu.power_pool_backward(_planes(np.ascontiguousarray(dy, dtype=x.dtype)), _planes(x), _planes(np.ascontiguousarray(y)),
                             norm_type, geometry.rows.first, geometry.rows.stop, geometry.cols.first,
@@ -281,12 +324,16 @@ def adaptive_avg_pool2d(x, output_size, *, name: str = "adaptive_avg_pool2d") ->
     """Average over PyTorch's adaptive bins.  x: (N, C, H, W) -> y: (N, C, Ho, Wo) = output_size."""
     x = _check_input(name, x)
     out_hw = _resolve_output_size(name, output_size, x.shape)
+    if is_cuda(x):
+        return _cuda().adaptive_avg_pool2d(x, out_hw)
     geometry = _adaptive_geometry(x.shape, out_hw)
     return _mean_pool(x, geometry, geometry.window_sizes())
 
 
 def adaptive_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo); the bins follow from the two shapes."""
+    if is_cuda(dy):
+        return _cuda().adaptive_avg_pool2d_backward(dy, tuple(input_shape))
     dy = np.ascontiguousarray(dy)
     geometry = _adaptive_geometry(input_shape, dy.shape[2:])
     return _mean_pool_backward(dy, input_shape, geometry, geometry.window_sizes())
@@ -321,8 +368,8 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         input_shape, dtype, indices = self._saved()
-        dout = check_grad(self.describe(), dout, indices.shape, dtype)
-        return max_pool2d_backward(dout, indices, input_shape)
+        dout = check_grad(self.describe(), dout, indices.shape, dtype, like=indices)
+        return max_pool2d_backward(dout, indices, input_shape, self.kernel_size, self.stride, self.padding)
 
 
 class AvgPool2d(_Pool2d):
@@ -335,12 +382,12 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad,
                        name=self.describe())
-        self._cache = (np.shape(x), y.shape, y.dtype)
+        self._cache = (np.shape(x), y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        input_shape, y_shape, dtype = self._saved()
-        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        input_shape, y_shape, dtype, device = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
         return avg_pool2d_backward(dout, input_shape, self.kernel_size, self.stride, self.padding,
                                    self.count_include_pad)
 
@@ -369,7 +416,7 @@ class LPPool2d(_Pool2d):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, y = self._saved()
-        dout = check_grad(self.describe(), dout, y.shape, y.dtype)
+        dout = check_grad(self.describe(), dout, y.shape, y.dtype, like=y)
         return lp_pool2d_backward(dout, x, y, self.norm_type, self.kernel_size, self.stride, self.mean)
 
     def extra_repr(self) -> str:
@@ -386,12 +433,12 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = adaptive_avg_pool2d(x, self.output_size, name=self.describe())
-        self._cache = (np.shape(x), y.shape, y.dtype)
+        self._cache = (np.shape(x), y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        input_shape, y_shape, dtype = self._saved()
-        dout = check_grad(self.describe(), dout, y_shape, dtype)
+        input_shape, y_shape, dtype, device = self._saved()
+        dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
         return adaptive_avg_pool2d_backward(dout, input_shape)
 
     def extra_repr(self) -> str:
@@ -416,8 +463,8 @@ class GlobalAvgPool2d(AdaptiveAvgPool2d):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.flatten:
-            _, y_shape, dtype = self._saved()
-            dout = check_grad(self.describe(), dout, y_shape[:2], dtype).reshape(y_shape)
+            _, y_shape, dtype, device = self._saved()
+            dout = check_grad(self.describe(), dout, y_shape[:2], dtype, like=device).reshape(y_shape)
         return super().backward(dout)
 
     def extra_repr(self) -> str:

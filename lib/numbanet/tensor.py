@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .device import Device, device_of, is_cuda, to_device, to_numpy
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -12,9 +14,18 @@ class Parameter:
     ``data`` holds the value, ``grad`` (same shape and dtype) the gradient.
     Layers *add* into ``grad`` in ``backward``; ``Module.zero_grad`` resets it,
     exactly like PyTorch's accumulate-then-zero convention.
+
+    On the GPU (``Module.to("cuda")``) both are numba device arrays; ``add_grad`` and
+    ``zero_grad`` then run as device kernels.
     """
 
     def __init__(self, data: np.ndarray):
+        if is_cuda(data):
+            if data.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
+            self.data = data
+            self.grad = _cuda_common().zeros(data.shape, data.dtype)
+            return
         data = np.asarray(data)
         if data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
@@ -33,13 +44,43 @@ class Parameter:
     def size(self) -> int:
         return self.data.size
 
+    @property
+    def device(self) -> Device:
+        """Where the value lives: ``device("cpu")`` or ``device("cuda")``."""
+        return device_of(self.data)
+
     def zero_grad(self) -> None:
-        self.grad[...] = 0
+        if is_cuda(self.grad):
+            _cuda_common().fill(self.grad, 0)
+        else:
+            self.grad[...] = 0
+
+    def add_grad(self, g) -> None:
+        """grad += g (g on the parameter's device, same shape): what every backward does."""
+        if is_cuda(self.grad):
+            _cuda_common().accumulate(self.grad, g)
+        else:
+            self.grad += g
 
     def astype(self, dtype) -> None:
-        """Convert value and gradient in place of the attributes (used by ``Module.to``)."""
-        self.data = self.data.astype(dtype)
-        self.grad = self.grad.astype(dtype)
+        """Convert value and gradient in place of the attributes (used by ``Module.to``).
+
+        Device arrays are converted through the host (a rare, one-off operation)."""
+        dev = self.device
+        self.data = to_device(to_numpy(self.data).astype(dtype), dev)
+        self.grad = to_device(to_numpy(self.grad).astype(dtype), dev)
+
+    def to_device(self, dev) -> None:
+        """Move value and gradient to ``dev`` ("cpu" or "cuda"; used by ``Module.to``)."""
+        self.data = to_device(self.data, dev)
+        self.grad = to_device(self.grad, dev)
 
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+        where = ", device='cuda'" if is_cuda(self.data) else ""
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{where})"
+
+
+def _cuda_common():
+    """The CUDA helper kernels, imported only once a parameter is on the GPU."""
+    from .kernels.cuda import _common
+    return _common

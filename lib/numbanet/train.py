@@ -35,17 +35,19 @@ from tqdm.auto import tqdm
 
 from .data.transforms import multi_crop
 from .loss import CrossEntropyLoss, MSELoss
+from .device import CUDA, Device, device as nb_device, to_device, to_numpy
 from .module import Module
 
 
-def check_device(owner: str, device: str) -> None:
-    """Only "cpu" exists for now; anything else gets an error that says why."""
-    if device == "cpu":
-        return
-    if str(device).startswith(("cuda", "gpu")):
-        raise NotImplementedError(f"{owner}: device {device!r} is not available yet: numbanet runs on the CPU "
-                                  "until the numba.cuda backend lands (its own issue); use device='cpu'")
-    raise ValueError(f"{owner}: unknown device {device!r}; expected 'cpu' ('cuda' once the CUDA backend lands)")
+def check_device(owner: str, device) -> Device:
+    """The ``Device`` named by ``device`` ("cpu" or "cuda"); a clear error for anything else,
+    and for "cuda" on a machine without a GPU (the message says how to get one)."""
+    try:
+        return nb_device(device)
+    except ValueError:
+        raise ValueError(f"{owner}: unknown device {device!r}; expected 'cpu' or 'cuda'") from None
+    except RuntimeError as exc:
+        raise RuntimeError(f"{owner}: {exc}") from None
 
 
 def _main_output(out):
@@ -53,13 +55,16 @@ def _main_output(out):
     return out[0] if isinstance(out, tuple) else out
 
 
-def _batch_input(model: Module, x) -> np.ndarray:
-    """The batch in the model's dtype (loaders yield float32; a model may be float64)."""
-    return np.asarray(x).astype(model.dtype, copy=False)
+def _batch_input(model: Module, x):
+    """The batch in the model's dtype (loaders yield float32; a model may be float64), on the
+    model's device (a host batch is copied to the GPU when the model lives there)."""
+    x = np.asarray(x).astype(model.dtype, copy=False)
+    return to_device(x, model.device) if model.device == CUDA else x
 
 
-def _correct(logits: np.ndarray, target: np.ndarray) -> int:
-    return int(np.count_nonzero(np.argmax(logits, axis=1) == target))
+def _correct(logits, y) -> int:
+    """Number of rows whose arg-max matches y (device logits are copied to the host for this)."""
+    return int(np.count_nonzero(np.argmax(to_numpy(logits), axis=1) == np.asarray(y)))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -171,13 +176,14 @@ def fit(model: Module, loss_fn, optimizer, train_loader, val_loader=None, epochs
         train_loader, val_loader: iterables of (x, y) batches, e.g. ``numbanet.data.DataLoader``;
             x (B, C, H, W), y (B,) integer classes.
         scheduler: stepped once after every epoch.
-        device: "cpu" (the CUDA backend is its own issue).
+        device: "cpu" or "cuda"; the model is moved there (``model.to(device)``) and every
+            batch is copied to it; only the loss scalar and the logits for the accuracy come back.
         quiet: no progress bars.
 
     The recorded training loss is what ``loss_fn`` returns (for ``GoogLeNetLoss`` the total with
     the auxiliary terms); the validation loss is ``loss_fn`` on the eval-mode output (main only).
     """
-    check_device("fit", device)
+    model.to(check_device("fit", device))
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"fit: epochs must be an integer >= 1, got {epochs}")
     history = History()
@@ -240,7 +246,7 @@ def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"predict: batch_size must be an integer >= 1, got {batch_size}")
     with _EvalMode(model):
-        outputs = [_main_output(model(_batch_input(model, x[start:start + batch_size])))
+        outputs = [to_numpy(_main_output(model(_batch_input(model, x[start:start + batch_size]))))
                    for start in range(0, len(x), int(batch_size))]
     return np.concatenate(outputs)
 
