@@ -38,6 +38,45 @@ if "numba" in sys.modules:
 sys.setswitchinterval(1e-4)
 
 
+def _lock_simulated_shared_arrays() -> None:
+    """Make the simulator's ``cuda.shared.array`` thread-safe.
+
+    numba-cuda's ``FakeCUDAShared.array`` looks the block's array up by call site and
+    creates it on a miss without a lock: two threads of one block that both miss get two
+    different "shared" arrays, and the block computes garbage (seen as rare, unreproducible
+    25% errors in tiled kernels, more often with the short switch interval above).  This is
+    the same logic with the check-and-create under a lock.
+    """
+    import threading
+    import traceback
+
+    import numpy as np
+    from numba.core import types
+    from numba.np import numpy_support
+    from numba.cuda.simulator import kernelapi
+
+    lock = threading.Lock()
+    unpatched = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory / unsupported: no lookup
+            return unpatched(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        call_site = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            result = self._allocations.get(call_site)
+            if result is None:
+                result = self._allocations[call_site] = np.empty(shape, dtype)
+        return result
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if SIMULATOR:
+    _lock_simulated_shared_arrays()
+
+
 def pytest_collection_modifyitems(config, items):
     from numba import cuda
 
