@@ -1,9 +1,8 @@
 import os
 
-# Before torch (imported by most test files) starts its OpenMP runtime: with the
-# default spin-waiting, torch's idle threads starve numbanet's kernels and BLAS
-# (a tiny GoogLeNet forward went from 5 ms to 1.6 s).  numbanet sets the same
-# default itself, but only if it is imported first.
+# torch (the oracle, imported by most test files) uses OpenMP; with its default
+# spin-waiting, its idle threads keep a core busy after every oracle call and slow
+# the numbanet kernels that run next.  Set before torch starts its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-# numbanet before torch: numbanet sets OMP_WAIT_POLICY=PASSIVE, which only works if it is set before
-# torch loads its OpenMP runtime (otherwise every small parallel kernel here runs ~300x slower)
+import torch
 from numbanet import models, nn, optim
-import torch  # noqa: E402  (isort: skip)
 from numbanet.gradcheck import gradcheck
 from numbanet.models.resnet import _ResidualBlock
 from tests.oracle import TORCH_DTYPE, assert_close, load_torch_weights, tensor

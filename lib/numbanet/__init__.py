@@ -1,11 +1,16 @@
 """numbanet: convolutional networks from scratch, with explicit backward and Numba kernels."""
 import os
 
-# Numba's parallel kernels (OpenMP threads) and BLAS (its own threads) take turns
-# on the same cores many times per layer.  With OpenMP's default spin-waiting the
-# idle pool keeps burning a core while the other works: im2col + GEMM chunks ran
-# ~9x slower here.  Passive waiting must be set before the OpenMP runtime starts.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numba
+
+# Numba's parallel kernels and BLAS (its own threads) take turns on the same cores many
+# times per layer.  With Numba's OpenMP layer, spin-waiting threads starved the other pool:
+# im2col + GEMM chunks ran up to ~9x slower, and ~10x slower again when torch had been
+# imported first (its OpenMP runtime spins too).  The workqueue layer's threads sleep when
+# idle, whatever else is loaded.  A layer chosen by the user (NUMBA_THREADING_LAYER) wins.
+# (workqueue does not allow two Python threads to run parallel kernels at the same time.)
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 from .random import manual_seed
 # nb.device("cuda") etc.; the function shadows the submodule's name on the package, so
