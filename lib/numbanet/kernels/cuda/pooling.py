@@ -67,6 +67,15 @@ def _divisor(h0, h1, w0, w1, fixed_divisor):
     return float((h1 - h0) * (w1 - w0))
 
 
+@cuda.jit(device=True)
+def _element(e, rows, cols):
+    """(plane, index within the plane, row, column) of flat element e of a (planes, rows, cols) array."""
+    plane = e // (rows * cols)
+    q = e - plane * rows * cols
+    r = q // cols
+    return plane, q, r, q - r * cols
+
+
 # -- kernels -------------------------------------------------------------------------------------
 
 @cuda.jit
@@ -74,11 +83,7 @@ def _max_pool_kernel(x, geom, y, argmax):
     """y[p, oh, ow] = max of the window, argmax = its flat index; ties keep the first, a NaN wins (as CPU)."""
     e = cuda.grid(1)
     if e < y.size:
-        out_w = y.shape[2]
-        plane = e // (y.shape[1] * out_w)
-        q = e - plane * y.shape[1] * out_w
-        oh = q // out_w
-        ow = q - oh * out_w
+        plane, q, oh, ow = _element(e, y.shape[1], y.shape[2])
         h0, h1 = _rows(oh, geom)
         w0, w1 = _cols(ow, geom)
         best = -math.inf
@@ -98,11 +103,7 @@ def _max_pool_backward_kernel(dy, argmax, geom, dx):
     """dx[p, h, w] = Σ_{windows o containing (h, w), argmax[p, o] = h·W + w} dy[p, o]."""
     e = cuda.grid(1)
     if e < dx.size:
-        width = dx.shape[2]
-        plane = e // (dx.shape[1] * width)
-        q = e - plane * dx.shape[1] * width
-        h = q // width
-        w = q - h * width
+        plane, q, h, w = _element(e, dx.shape[1], dx.shape[2])
         oh0, oh1 = _covering(h, geom[0], geom[2], geom[4], geom[6], geom[8], geom[10])
         ow0, ow1 = _covering(w, geom[1], geom[3], geom[5], geom[7], geom[9], geom[10])
         total = 0.0
@@ -118,11 +119,7 @@ def _mean_pool_kernel(x, geom, fixed_divisor, y):
     """y[p, oh, ow] = (Σ_window x) / divisor."""
     e = cuda.grid(1)
     if e < y.size:
-        out_w = y.shape[2]
-        plane = e // (y.shape[1] * out_w)
-        q = e - plane * y.shape[1] * out_w
-        oh = q // out_w
-        ow = q - oh * out_w
+        plane, q, oh, ow = _element(e, y.shape[1], y.shape[2])
         h0, h1 = _rows(oh, geom)
         w0, w1 = _cols(ow, geom)
         total = 0.0
@@ -137,11 +134,7 @@ def _mean_pool_backward_kernel(dy, geom, fixed_divisor, dx):
     """dx[p, h, w] = Σ_{windows o containing (h, w)} dy[p, o] / divisor(o)."""
     e = cuda.grid(1)
     if e < dx.size:
-        width = dx.shape[2]
-        plane = e // (dx.shape[1] * width)
-        q = e - plane * dx.shape[1] * width
-        h = q // width
-        w = q - h * width
+        plane, q, h, w = _element(e, dx.shape[1], dx.shape[2])
         oh0, oh1 = _covering(h, geom[0], geom[2], geom[4], geom[6], geom[8], geom[10])
         ow0, ow1 = _covering(w, geom[1], geom[3], geom[5], geom[7], geom[9], geom[10])
         total = 0.0
@@ -158,11 +151,7 @@ def _power_pool_kernel(x, norm_type, geom, divisor, y):
     """y[p, oh, ow] = (Σ_window x^norm_type / divisor)^(1 / norm_type)."""
     e = cuda.grid(1)
     if e < y.size:
-        out_w = y.shape[2]
-        plane = e // (y.shape[1] * out_w)
-        q = e - plane * y.shape[1] * out_w
-        oh = q // out_w
-        ow = q - oh * out_w
+        plane, q, oh, ow = _element(e, y.shape[1], y.shape[2])
         h0, h1 = _rows(oh, geom)
         w0, w1 = _cols(ow, geom)
         total = 0.0
@@ -177,11 +166,7 @@ def _power_pool_backward_kernel(dy, x, y, norm_type, geom, divisor, dx):
     """dx[p, h, w] = Σ_{windows o containing (h, w), y[o] ≠ 0} dy[o] · (x[p, h, w] / y[o])^(norm_type − 1) / divisor."""
     e = cuda.grid(1)
     if e < dx.size:
-        width = dx.shape[2]
-        plane = e // (dx.shape[1] * width)
-        q = e - plane * dx.shape[1] * width
-        h = q // width
-        w = q - h * width
+        plane, q, h, w = _element(e, dx.shape[1], dx.shape[2])
         oh0, oh1 = _covering(h, geom[0], geom[2], geom[4], geom[6], geom[8], geom[10])
         ow0, ow1 = _covering(w, geom[1], geom[3], geom[5], geom[7], geom[9], geom[10])
         value = float(x[plane, h, w])
