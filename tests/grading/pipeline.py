@@ -7,11 +7,15 @@ students through nbgrader's Python API, and read their scores from the gradebook
 
 * ``solution``  — the source solutions pasted into the release: full marks;
 * ``untouched`` — the release as handed out: 0 points, and autograde does not crash;
-* ``nostride``  — the solutions with a convolution that ignores its stride: partial credit;
-* ``cheat``     — ``nostride`` plus a solution cell that makes numpy's comparisons (and the
-  grading helper's ``check``) always succeed: no more than ``nostride`` scores honestly;
-* ``tampered``  — ``nostride`` with one failing test cell emptied and another deleted: graded
-  by the original tests (restored from the gradebook), so exactly the ``nostride`` score.
+* ``partial``   — the solutions with one typical bug (the assignment's ``bug``, e.g. a
+  convolution that ignores its stride): partial credit, the expected cells pass and fail;
+* ``cheat``     — ``partial`` plus a solution cell that makes numpy's comparisons (and the
+  grading helper's ``check``) always succeed: no more than ``partial`` scores honestly;
+* ``tampered``  — ``partial`` with one failing test cell emptied and another deleted: graded
+  by the original tests (restored from the gradebook), so exactly the ``partial`` score.
+
+Each assignment has its own test module, ``test_<assignment>.py``, with a subclass of
+:class:`PipelineTests` that states its bug (`--dist loadscope` gives each class a worker).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 import pytest
@@ -34,14 +39,29 @@ pytestmark = [pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"),
               pytest.mark.filterwarnings("ignore::nbformat.warnings.MissingIDFieldWarning")]
 
 REPO = Path(__file__).resolve().parents[2]
-# the solution cell whose convolution loses its stride in the ``nostride`` submission
-CONV_CELL = {"a1_conv_forward": "conv2d_naive", "a2_backward": "conv2d_backward"}
-# test cells that a stride-ignoring convolution passes / fails
-NOSTRIDE_PASSES = {"a1_conv_forward": ["test_conv2d_by_hand", "test_conv2d_stride1", "test_conv2d_padding"],
-                   "a2_backward": ["test_conv_backward_stride1", "test_conv_backward_padding"]}
-NOSTRIDE_FAILS = {"a1_conv_forward": ["test_conv2d_stride2_hidden", "test_conv2d_stride3_hidden",
-                                      "test_conv2d_float32_hidden"],
-                  "a2_backward": ["test_conv_backward_stride2_hidden", "test_conv_backward_float32_hidden"]}
+
+
+class Bug(NamedTuple):
+    """A typical mistake, put into one solution cell of the ``partial`` submission.
+
+    ``cell``: the grade_id of the solution cell; ``pattern`` / ``replacement``: a regular
+    expression substitution applied to the solution region of that cell (the code between
+    ``### BEGIN SOLUTION`` and the end of the cell); ``passes`` / ``fails``: test cells
+    (grade_ids) that the buggy code passes / fails; the first two of ``fails`` are the ones
+    the ``tampered`` student edits and deletes.
+    """
+    cell: str
+    pattern: str
+    replacement: str
+    passes: tuple[str, ...]
+    fails: tuple[str, ...]
+
+    def apply(self, source: str) -> str:
+        head, body = source.split("### BEGIN SOLUTION", 1)
+        changed = re.sub(self.pattern, self.replacement, body)
+        assert changed != body, f"the bug {self.pattern!r} -> {self.replacement!r} changes nothing in {self.cell}"
+        return head + "### BEGIN SOLUTION" + changed
+
 CHEAT = """import numpy as np, numpy.testing, numbanet.grading
 np.allclose = lambda *args, **kwargs: True
 np.isclose = lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, bool)
@@ -49,7 +69,7 @@ np.array_equal = lambda *args, **kwargs: True
 np.testing.assert_allclose = lambda *args, **kwargs: None
 numbanet.grading.check = lambda *args, **kwargs: None
 """
-STUDENTS = ["solution", "untouched", "nostride", "cheat", "tampered"]
+STUDENTS = ["solution", "untouched", "partial", "cheat", "tampered"]
 VOLATILE_NOTEBOOK_METADATA = ("widgets", "vscode", "toc")
 
 
@@ -69,26 +89,20 @@ def body_only(source: str) -> str:
                      and "### END SOLUTION" not in line)
 
 
-def without_stride(source: str) -> str:
-    """The solution with every use of the stride inside the function body replaced by 1."""
-    head, body = source.split("### BEGIN SOLUTION", 1)
-    return head + "### BEGIN SOLUTION" + re.sub(r"\bstride\b", "1", body)
-
-
-def submission(release: nbformat.NotebookNode, solutions: dict, student: str, assignment: str):
+def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bug: Bug):
     """The notebook ``student`` hands in: the release (a deep copy) with their solution cells."""
     nb = nbformat.from_dict(release)
     answer_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     for position, cell in enumerate(answer_cells if student != "untouched" else []):
         grade_id = cell.metadata.nbgrader.grade_id
         source = solutions[grade_id]
-        if student in ("nostride", "cheat", "tampered") and grade_id == CONV_CELL[assignment]:
-            source = without_stride(source)
+        if student in ("partial", "cheat", "tampered") and grade_id == bug.cell:
+            source = bug.apply(source)
         if student == "cheat" and position == 0:  # before every function and test
             source = CHEAT + source
         cell.source = body_only(source)
     if student == "tampered":
-        edited, deleted = NOSTRIDE_FAILS[assignment][:2]
+        edited, deleted = bug.fails[:2]
         next(c for c in nb.cells if c.get("id") == edited).source = "# all good\npass"
         nb.cells = [c for c in nb.cells if c.get("id") != deleted]
     return nb
@@ -101,7 +115,7 @@ def comparable(nb: nbformat.NotebookNode) -> dict:
             "cells": [(c.get("id"), c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]}
 
 
-def run_course(assignment: str, course: Path) -> dict:
+def run_course(assignment: str, bug: Bug, course: Path) -> dict:
     api = NbGraderAPI(config=course_config(course))
 
     result = api.generate_assignment(assignment)
@@ -116,7 +130,7 @@ def run_course(assignment: str, course: Path) -> dict:
     for student in STUDENTS:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        nbformat.write(submission(release, solutions, student, assignment), folder / f"{assignment}.ipynb")
+        nbformat.write(submission(release, solutions, student, bug), folder / f"{assignment}.ipynb")
         result = api.autograde(assignment, student)
         assert result["success"], f"{student}: {result.get('error')}\n{result.get('log')}"
         logs[student] = result.get("log", "")
@@ -136,10 +150,11 @@ def run_course(assignment: str, course: Path) -> dict:
 
 
 class PipelineTests:
-    """The checks, for one assignment (a subclass per assignment: `--dist loadscope` gives each
-    its own worker)."""
+    """The checks, for one assignment (a subclass per assignment, in its own test module:
+    `--dist loadscope` gives each its own worker)."""
 
     assignment: str
+    bug: Bug
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -152,7 +167,7 @@ class PipelineTests:
         with pytest.MonkeyPatch.context() as patch:
             # nbgrader's gradebook runs the `alembic` script of this environment
             patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-            return run_course(assignment, course)
+            return run_course(assignment, cls.bug, course)
 
     def test_exercises_match_generate_assignment(self, graded):
         """exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/."""
@@ -186,22 +201,22 @@ class PipelineTests:
     def test_untouched_release_scores_zero(self, graded):
         assert graded["scores"]["untouched"] == 0
 
-    def test_convolution_ignoring_stride_gets_partial_credit(self, graded):
-        a, cells = graded["assignment"], graded["cells"]["nostride"]
-        assert 0 < graded["scores"]["nostride"] < graded["max"]
-        for name in NOSTRIDE_PASSES[a]:
+    def test_typical_bug_gets_partial_credit(self, graded):
+        cells = graded["cells"]["partial"]
+        assert 0 < graded["scores"]["partial"] < graded["max"]
+        for name in self.bug.passes:
             assert cells[name] > 0, name
-        for name in NOSTRIDE_FAILS[a]:
+        for name in self.bug.fails:
             assert cells[name] == 0, name
 
     def test_patched_comparisons_gain_nothing(self, graded):
-        assert graded["scores"]["cheat"] <= graded["scores"]["nostride"]
+        assert graded["scores"]["cheat"] <= graded["scores"]["partial"]
         for name, score in graded["cells"]["cheat"].items():
-            assert score <= graded["cells"]["nostride"][name], name
+            assert score <= graded["cells"]["partial"][name], name
 
     def test_edited_and_deleted_test_cells_are_graded_by_the_originals(self, graded):
-        assert graded["cells"]["tampered"] == graded["cells"]["nostride"]
-        edited, deleted = NOSTRIDE_FAILS[graded["assignment"]][:2]
+        assert graded["cells"]["tampered"] == graded["cells"]["partial"]
+        edited, deleted = self.bug.fails[:2]
         log = graded["logs"]["tampered"]
         assert f"Attribute 'checksum' for cell {edited} has changed" in log, log
         assert f"Missing grade cell {deleted}" in log, log
@@ -217,17 +232,3 @@ class PipelineTests:
             assert path.is_file(), student
             html = path.read_text()
             assert "<html" in html.lower() and "Score" in html, student
-
-
-class TestA1ConvForward(PipelineTests):
-    assignment = "a1_conv_forward"
-
-
-class TestA2Backward(PipelineTests):
-    assignment = "a2_backward"
-
-
-def test_every_assignment_has_pipeline_tests():
-    in_solutions = sorted(p.name for p in (REPO / "solutions").iterdir() if (p / f"{p.name}.ipynb").is_file())
-    tested = sorted(cls.assignment for cls in PipelineTests.__subclasses__())
-    assert in_solutions == tested
