@@ -10,7 +10,7 @@
   ``ColorJitter``, ``PCAColorAugmentation``, ``Normalize``, ``Compose``, ``resize``,
   ``multi_crop`` (test-time views; ``numbanet.train.predict_tta`` averages over them).
 """
-from . import transforms
+from . import imagenet, transforms
 from .datasets import load_cifar10, load_fashion_mnist, load_mnist, read_idx
 from .digits import load_digits
 from .download import DownloadError, data_dir

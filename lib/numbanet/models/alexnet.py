@@ -24,6 +24,16 @@ sizes reach the same classifier, as in torchvision.
 gets padding 1 (so an 8 px map goes 8 -> 4 -> 2 -> 1 instead of vanishing), and
 ``avgpool`` is a global average, so fc6 sees 256·width features.  ``width`` multiplies
 every channel count and the two hidden fully connected sizes.
+
+``variant="torchvision"``: torchvision's ``alexnet`` (the one-GPU model of Krizhevsky's 2014
+"One weird trick" paper), the layout its ImageNet weights need::
+
+    conv1 64 @ 11x11 /4, pad 2 -> ReLU -> pool1 -> conv2 192 @ 5x5, pad 2 -> ReLU -> pool2
+    -> conv3 384 -> conv4 256 -> conv5 256 (3x3, pad 1, each + ReLU) -> pool5
+    avgpool (adaptive 6 x 6) -> classifier as above                       61,100,840 parameters
+
+no LRN; 224 px inputs (224 -> 55 -> 27 -> 13 -> 6).  The children keep this module's names;
+``numbanet.models.torch_names`` maps them to torchvision's ``features.0`` … ``classifier.6``.
 """
 from __future__ import annotations
 
@@ -38,7 +48,11 @@ from ..dropout import Dropout
 from ..linear import Flatten, Linear
 from ..norm import LocalResponseNorm
 from ..pooling import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d
-from ._common import check_counts, check_width, scaled
+from ._common import check_choice, check_counts, check_width, scaled
+
+VARIANTS = ("paper", "torchvision")
+# conv1 … conv5 output channels
+_CHANNELS = {"paper": (96, 256, 384, 384, 256), "torchvision": (64, 192, 384, 256, 256)}
 
 
 def _lrn() -> LocalResponseNorm:
@@ -49,22 +63,29 @@ class AlexNet(Sequential):
     """AlexNet (module docstring): children ``features``, ``avgpool``, ``flatten``, ``classifier``.
 
     features: conv1, relu1, pool1, norm1, conv2, relu2, pool2, norm2, conv3, relu3, conv4,
-    relu4, conv5, relu5, pool5; classifier: dropout6, fc6, relu6, dropout7, fc7, relu7, fc8.
+    relu4, conv5, relu5, pool5 (no norm1, norm2 in the torchvision variant); classifier:
+    dropout6, fc6, relu6, dropout7, fc7, relu7, fc8.
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, width: float = 1.0,
-                 small_input: bool = False, dropout: float = 0.5, dtype=np.float32, rng=None):
+                 small_input: bool = False, dropout: float = 0.5, dtype=np.float32, rng=None,
+                 variant: str = "paper"):
         check_counts("AlexNet", num_classes, in_channels)
+        check_choice("AlexNet", "variant", variant, VARIANTS)
+        if variant == "torchvision" and small_input:
+            raise ValueError("AlexNet: variant='torchvision' is the 224 px ImageNet layout; "
+                             "small_input=True needs variant='paper'")
         width = check_width("AlexNet", width)
-        c1, c2, c3, c4, c5 = (scaled(c, width) for c in (96, 256, 384, 384, 256))
+        c1, c2, c3, c4, c5 = (scaled(c, width) for c in _CHANNELS[variant])
         hidden = scaled(4096, width)
         pool_pad = 1 if small_input else 0
         stem = (Conv2d(in_channels, c1, 3, 1, 1, dtype=dtype, rng=rng) if small_input
-                else Conv2d(in_channels, c1, 11, 4, 0, dtype=dtype, rng=rng))
+                else Conv2d(in_channels, c1, 11, 4, 0 if variant == "paper" else 2, dtype=dtype, rng=rng))
+        lrn1, lrn2 = ([("norm1", _lrn())], [("norm2", _lrn())]) if variant == "paper" else ([], [])
         features = Sequential(OrderedDict([
-            ("conv1", stem), ("relu1", ReLU()), ("pool1", MaxPool2d(3, 2, pool_pad)), ("norm1", _lrn()),
+            ("conv1", stem), ("relu1", ReLU()), ("pool1", MaxPool2d(3, 2, pool_pad)), *lrn1,
             ("conv2", Conv2d(c1, c2, 5, 1, 2, dtype=dtype, rng=rng)), ("relu2", ReLU()),
-            ("pool2", MaxPool2d(3, 2, pool_pad)), ("norm2", _lrn()),
+            ("pool2", MaxPool2d(3, 2, pool_pad)), *lrn2,
             ("conv3", Conv2d(c2, c3, 3, 1, 1, dtype=dtype, rng=rng)), ("relu3", ReLU()),
             ("conv4", Conv2d(c3, c4, 3, 1, 1, dtype=dtype, rng=rng)), ("relu4", ReLU()),
             ("conv5", Conv2d(c4, c5, 3, 1, 1, dtype=dtype, rng=rng)), ("relu5", ReLU()),
@@ -84,10 +105,11 @@ class AlexNet(Sequential):
             ("flatten", Flatten()),
             ("classifier", classifier),
         ]))
-        self.width, self.small_input = width, bool(small_input)
+        self.width, self.small_input, self.variant = width, bool(small_input), variant
 
 
 def alexnet(num_classes: int = 1000, in_channels: int = 3, width: float = 1.0, small_input: bool = False,
-            dropout: float = 0.5, dtype=np.float32, rng=None) -> AlexNet:
-    """The lectures' AlexNet (227 x 227 inputs; ``small_input=True`` for 8-32 px images)."""
-    return AlexNet(num_classes, in_channels, width, small_input, dropout, dtype, rng)
+            dropout: float = 0.5, dtype=np.float32, rng=None, variant: str = "paper") -> AlexNet:
+    """The lectures' AlexNet (227 x 227 inputs; ``small_input=True`` for 8-32 px images);
+    ``variant="torchvision"``: torchvision's (64/192/384/256/256 channels, no LRN, 224 px)."""
+    return AlexNet(num_classes, in_channels, width, small_input, dropout, dtype, rng, variant)

@@ -43,6 +43,30 @@ default init would shrink the signal ~√6-fold per layer over the net's 22 laye
 ``width`` multiplies every channel count; ``small_input=True`` (8-32 px images) replaces
 conv1 by a 3x3 stride-1 convolution and drops the first two max pools and the LRNs, and the
 auxiliary heads pool adaptively to 4 x 4.
+
+``variant="torchvision"``: the layout of torchvision's ``googlenet``, the one its ImageNet
+weights need (load them with ``numbanet.models.from_torch``).  It differs from the paper in:
+
+* every convolution is a ``BasicConv2d``: conv (no bias) -> BatchNorm (ε = 0.001) -> ReLU;
+* the "5x5" branch is a 3x3 convolution (pad 1), a known slip kept for the weights' sake;
+* no LRN; max pools run in ceil mode (``CeilModeMaxPool2d``): 3x3/2 after conv1, conv3 and
+  inception 3b, 2x2/2 after 4e (112 -> 56 -> 28 -> 14 -> 7 at 224 px, as the paper's, but the
+  windows start at 0 instead of −1, so the values differ from the padded pools; the Inception
+  pool branch's 3x3/1 pad-1 pool is in ceil mode there too, which changes nothing at stride 1);
+* aux heads: adaptive average pool to 4 x 4 -> BasicConv2d 1x1 128 -> fc1 2048 -> 1024 + ReLU
+  -> dropout 0.7 -> fc2 (children pool, conv, flatten, fc1, relu, dropout, fc2);
+* dropout 0.2 before fc (the ``dropout`` default becomes 0.2);
+* ``transform_input=True`` prepends ``TransformInput``, which turns an input normalised with
+  the ImageNet mean/std into the (pixel − 0.5)/0.5 scaling the ported weights expect::
+
+      y[:, c] = x[:, c]·(std_c / 0.5) + (mean_c − 0.5) / 0.5     (= (pixel − 0.5)/0.5)
+
+  torchvision switches it on when it loads the ImageNet weights (its constructor's default is
+  off, as here): pass ``transform_input=True`` to match ``googlenet(weights=...)``'s logits.
+
+State-dict names match torchvision's except the Inception branches, "0" … "3" here and
+``branch1`` … ``branch4`` there (``numbanet.models.torch_names``).  Ceil-mode pooling and
+``TransformInput`` run on the CPU only.
 """
 from __future__ import annotations
 
@@ -50,17 +74,22 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._validate import check_grad
+from .._validate import as_float_array, check_dim, check_grad, check_ndim
 from ..activation import ReLU
 from ..container import Concat, Sequential
 from ..conv import Conv2d
+from ..data import imagenet
+from ..device import is_cuda
 from ..dropout import Dropout
+from ..kernels.cpu import pooling as cpu_pooling
 from ..linear import Flatten, Linear
 from ..loss import CrossEntropyLoss
 from ..module import Module
-from ..norm import LocalResponseNorm
+from ..norm import BatchNorm2d, LocalResponseNorm
 from ..pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from ._common import check_counts, check_width, he_init, scaled
+from ._common import check_choice, check_counts, check_width, he_init, scaled
+
+VARIANTS = ("paper", "torchvision")
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per module
 INCEPTION_TABLE = OrderedDict([
@@ -87,35 +116,143 @@ class ConvReLU(Sequential):
         ]))
 
 
+class BasicConv2d(Sequential):
+    """torchvision's GoogLeNet block: Conv2d (no bias: BN's β replaces it) -> BatchNorm2d (ε = 0.001)
+    -> ReLU; children ``conv``, ``bn``, ``relu``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dtype=np.float32, rng=None):
+        super().__init__(OrderedDict([
+            ("conv", Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, dtype=dtype,
+                            rng=rng)),
+            ("bn", BatchNorm2d(out_channels, eps=0.001, dtype=dtype)),
+            ("relu", ReLU()),
+        ]))
+
+
+_CONV_BLOCK = {"paper": ConvReLU, "torchvision": BasicConv2d}
+
+
+def _ceil_mode_windows(name: str, size: int, kernel: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window bounds [start, end) along one axis for PyTorch's ceil mode without padding:
+    out = ⌈(size − kernel)/stride⌉ + 1, less one if the last window would start past the input;
+    the last window is clipped at the border."""
+    if kernel > size:
+        raise ValueError(f"{name}: kernel {kernel} is larger than the input ({size} px)")
+    out = -(-(size - kernel) // stride) + 1
+    if (out - 1) * stride >= size:
+        out -= 1
+    start = np.arange(out, dtype=np.int64) * stride
+    return start, np.minimum(start + kernel, size)
+
+
+class CeilModeMaxPool2d(MaxPool2d):
+    """PyTorch's ``MaxPool2d(kernel_size, stride, ceil_mode=True)`` (no padding), CPU only.
+
+    Ho = ⌈(H − kh)/sh⌉ + 1 (Wo alike): a last, partial window is kept, clipped at the border
+    (torchvision's GoogLeNet pools 112 -> 56 with 3x3/2 where floor mode gives 55).  The windows
+    are the paper variant's padded ones shifted by one pixel, so padding cannot emulate this.
+    backward (inherited) routes dy to the argmax as MaxPool2d's.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__(kernel_size, stride, 0)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        name = self.describe()
+        x = as_float_array(name, x)
+        if is_cuda(x):
+            raise ValueError(f"{name}: ceil-mode max pooling runs on the CPU only; got a CUDA device array")
+        check_ndim(name, x, 4, "(N, C, H, W)")
+        n, c, h, w = x.shape
+        rows = _ceil_mode_windows(name, h, self.kernel_size[0], self.stride[0])
+        cols = _ceil_mode_windows(name, w, self.kernel_size[1], self.stride[1])
+        y = np.empty((n, c, len(rows[0]), len(cols[0])), x.dtype)
+        indices = np.empty(y.shape, np.int64)
+        cpu_pooling.max_pool(x.reshape(n * c, h, w), *rows, *cols, y.reshape(n * c, *y.shape[2:]),
+                             indices.reshape(n * c, *y.shape[2:]))
+        self._cache = (x.shape, y.dtype, indices)
+        return y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", ceil_mode=True"
+
+
+# torchvision's transform_input: ImageNet-normalised input -> (pixel − 0.5)/0.5, per channel
+_TRANSFORM_SCALE = tuple(s / 0.5 for s in imagenet.STD)
+_TRANSFORM_SHIFT = tuple((m - 0.5) / 0.5 for m in imagenet.MEAN)
+
+
+class TransformInput(Module):
+    """torchvision GoogLeNet's ``transform_input`` (module docstring), CPU only.
+
+    x (N, 3, H, W) -> y[:, c] = x[:, c]·scale_c + shift_c, scale_c = std_c/0.5,
+    shift_c = (mean_c − 0.5)/0.5.  backward: dx = dy·scale.  No parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def _constants(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(np.asarray(v, dtype).reshape(1, 3, 1, 1) for v in (_TRANSFORM_SCALE, _TRANSFORM_SHIFT))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        name = self.describe()
+        x = as_float_array(name, x)
+        if is_cuda(x):
+            raise ValueError(f"{name}: runs on the CPU only; got a CUDA device array")
+        check_ndim(name, x, 4, "(N, 3, H, W)")
+        check_dim(name, x, 1, 3, "(N, 3, H, W)")
+        scale, shift = self._constants(x.dtype)
+        y = x * scale + shift
+        self._cache = (y.shape, y.dtype)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        shape, dtype = self._saved()
+        scale, _ = self._constants(dtype)
+        return check_grad(self.describe(), dout, shape, dtype) * scale
+
+
 class Inception(Concat):
     """Inception module (module docstring): branches "0" … "3" concatenated on channels.
 
-    Output channels: ch1x1 + ch3x3 + ch5x5 + pool_proj (``out_channels``).
+    Output channels: ch1x1 + ch3x3 + ch5x5 + pool_proj (``out_channels``).  ``variant``
+    "torchvision": BasicConv2d blocks and a 3x3 convolution in the "5x5" branch.
     """
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, dtype=np.float32, rng=None):
+                 ch5x5: int, pool_proj: int, dtype=np.float32, rng=None, variant: str = "paper"):
+        check_choice("Inception", "variant", variant, VARIANTS)
+        block = _CONV_BLOCK[variant]
+        wide = 5 if variant == "paper" else 3
         super().__init__(
-            ConvReLU(in_channels, ch1x1, 1, dtype=dtype, rng=rng),
-            Sequential(ConvReLU(in_channels, ch3x3red, 1, dtype=dtype, rng=rng),
-                       ConvReLU(ch3x3red, ch3x3, 3, 1, 1, dtype=dtype, rng=rng)),
-            Sequential(ConvReLU(in_channels, ch5x5red, 1, dtype=dtype, rng=rng),
-                       ConvReLU(ch5x5red, ch5x5, 5, 1, 2, dtype=dtype, rng=rng)),
-            Sequential(MaxPool2d(3, 1, 1), ConvReLU(in_channels, pool_proj, 1, dtype=dtype, rng=rng)),
+            block(in_channels, ch1x1, 1, dtype=dtype, rng=rng),
+            Sequential(block(in_channels, ch3x3red, 1, dtype=dtype, rng=rng),
+                       block(ch3x3red, ch3x3, 3, 1, 1, dtype=dtype, rng=rng)),
+            Sequential(block(in_channels, ch5x5red, 1, dtype=dtype, rng=rng),
+                       block(ch5x5red, ch5x5, wide, 1, wide // 2, dtype=dtype, rng=rng)),
+            Sequential(MaxPool2d(3, 1, 1), block(in_channels, pool_proj, 1, dtype=dtype, rng=rng)),
         )
         self.in_channels = in_channels
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
 
 class InceptionAux(Sequential):
-    """Auxiliary classifier: children pool, conv (1x1, 128·width + ReLU), flatten, fc1, relu, dropout, fc2."""
+    """Auxiliary classifier: children pool, conv (1x1, 128·width + ReLU), flatten, fc1, relu, dropout, fc2.
+
+    ``variant`` "torchvision": the pool is always adaptive (4 x 4) and conv a BasicConv2d.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, width: float = 1.0, small_input: bool = False,
-                 dropout: float = 0.7, dtype=np.float32, rng=None):
+                 dropout: float = 0.7, dtype=np.float32, rng=None, variant: str = "paper"):
+        check_choice("InceptionAux", "variant", variant, VARIANTS)
         reduced, hidden = scaled(128, width), scaled(1024, width)
+        adaptive = small_input or variant == "torchvision"
         super().__init__(OrderedDict([
-            ("pool", AdaptiveAvgPool2d((4, 4)) if small_input else AvgPool2d(5, 3)),
-            ("conv", ConvReLU(in_channels, reduced, 1, dtype=dtype, rng=rng)),
+            ("pool", AdaptiveAvgPool2d((4, 4)) if adaptive else AvgPool2d(5, 3)),
+            ("conv", _CONV_BLOCK[variant](in_channels, reduced, 1, dtype=dtype, rng=rng)),
             ("flatten", Flatten()),
             ("fc1", Linear(reduced * 4 * 4, hidden, dtype=dtype, rng=rng)),
             ("relu", ReLU()),
@@ -132,10 +269,10 @@ def _lrn() -> LocalResponseNorm:
 
 
 class GoogLeNet(Module):
-    """GoogLeNet (module docstring).  Children, in order: conv1, maxpool1, lrn1, conv2, conv3, lrn2,
-    maxpool2, inception3a, inception3b, maxpool3, inception4a … 4e, maxpool4, inception5a, 5b,
-    avgpool, dropout, fc, aux1, aux2 (pools/LRNs absent where ``small_input``/``lrn`` drop them,
-    aux heads absent when ``aux_logits=False``).
+    """GoogLeNet (module docstring).  Children, in order: [transform], conv1, maxpool1, lrn1, conv2, conv3,
+    lrn2, maxpool2, inception3a, inception3b, maxpool3, inception4a … 4e, maxpool4, inception5a, 5b,
+    avgpool, dropout, fc, aux1, aux2 (pools/LRNs absent where ``small_input``/``lrn``/``variant`` drop
+    them, aux heads absent when ``aux_logits=False``, transform present with ``transform_input``).
 
     forward(x): (N, C, H, W) -> (main, aux1, aux2) logits in training with aux heads, else main.
     backward(dout): dout = (dmain, daux1, daux2) after a forward that returned three outputs,
@@ -144,35 +281,51 @@ class GoogLeNet(Module):
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True,
-                 width: float = 1.0, small_input: bool = False, dropout: float = 0.4,
-                 aux_dropout: float = 0.7, lrn: bool = True, dtype=np.float32, rng=None):
+                 width: float = 1.0, small_input: bool = False, dropout: float | None = None,
+                 aux_dropout: float = 0.7, lrn: bool = True, dtype=np.float32, rng=None,
+                 variant: str = "paper", transform_input: bool = False):
         super().__init__()
         check_counts("GoogLeNet", num_classes, in_channels)
+        check_choice("GoogLeNet", "variant", variant, VARIANTS)
+        torchvision = variant == "torchvision"
+        if torchvision and small_input:
+            raise ValueError("GoogLeNet: variant='torchvision' is the 224 px ImageNet layout; "
+                             "small_input=True needs variant='paper'")
+        if transform_input and (not torchvision or in_channels != 3):
+            raise ValueError(f"GoogLeNet: transform_input needs variant='torchvision' and 3 input channels, "
+                             f"got variant={variant!r}, in_channels={in_channels}")
         self.width = width = check_width("GoogLeNet", width)
         self.aux_logits, self.small_input = bool(aux_logits), bool(small_input)
+        self.variant, self.transform_input = variant, bool(transform_input)
+        block = _CONV_BLOCK[variant]
         c64, c192 = scaled(64, width), scaled(192, width)
+        if transform_input:
+            self.transform = TransformInput()
         if small_input:
-            self.conv1 = ConvReLU(in_channels, c64, 3, 1, 1, dtype=dtype, rng=rng)
+            self.conv1 = block(in_channels, c64, 3, 1, 1, dtype=dtype, rng=rng)
         else:
-            self.conv1 = ConvReLU(in_channels, c64, 7, 2, 3, dtype=dtype, rng=rng)
-            self.maxpool1 = MaxPool2d(3, 2, 1)
-            if lrn:
+            self.conv1 = block(in_channels, c64, 7, 2, 3, dtype=dtype, rng=rng)
+            self.maxpool1 = CeilModeMaxPool2d(3, 2) if torchvision else MaxPool2d(3, 2, 1)
+            if lrn and not torchvision:
                 self.lrn1 = _lrn()
-        self.conv2 = ConvReLU(c64, c64, 1, dtype=dtype, rng=rng)
-        self.conv3 = ConvReLU(c64, c192, 3, 1, 1, dtype=dtype, rng=rng)
+        self.conv2 = block(c64, c64, 1, dtype=dtype, rng=rng)
+        self.conv3 = block(c64, c192, 3, 1, 1, dtype=dtype, rng=rng)
         if not small_input:
-            if lrn:
+            if lrn and not torchvision:
                 self.lrn2 = _lrn()
-            self.maxpool2 = MaxPool2d(3, 2, 1)
+            self.maxpool2 = CeilModeMaxPool2d(3, 2) if torchvision else MaxPool2d(3, 2, 1)
         channels = c192
         for name, row in INCEPTION_TABLE.items():
-            module = Inception(channels, *(scaled(c, width) for c in row), dtype=dtype, rng=rng)
+            module = Inception(channels, *(scaled(c, width) for c in row), dtype=dtype, rng=rng, variant=variant)
             setattr(self, name, module)
             channels = module.out_channels
             if name in _POOL_AFTER:
-                setattr(self, _POOL_AFTER[name], MaxPool2d(3, 2, 1))
+                if torchvision:
+                    setattr(self, _POOL_AFTER[name], CeilModeMaxPool2d(2 if name == "inception4e" else 3, 2))
+                else:
+                    setattr(self, _POOL_AFTER[name], MaxPool2d(3, 2, 1))
         self.avgpool = GlobalAvgPool2d(flatten=True)
-        self.dropout = Dropout(dropout, rng)
+        self.dropout = Dropout((0.2 if torchvision else 0.4) if dropout is None else dropout, rng)
         self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
         # the trunk in three pieces: aux1 reads the output of the first, aux2 of the second
         trunk = list(self._modules)
@@ -180,9 +333,9 @@ class GoogLeNet(Module):
         self._stages = (tuple(trunk[:first]), tuple(trunk[first:second]), tuple(trunk[second:]))
         if self.aux_logits:
             self.aux1 = InceptionAux(self.inception4a.out_channels, num_classes, width, small_input,
-                                     aux_dropout, dtype, rng)
+                                     aux_dropout, dtype, rng, variant=variant)
             self.aux2 = InceptionAux(self.inception4d.out_channels, num_classes, width, small_input,
-                                     aux_dropout, dtype, rng)
+                                     aux_dropout, dtype, rng, variant=variant)
         he_init(self, "fan_in", rng)
         self._cache = None
 
@@ -227,15 +380,23 @@ class GoogLeNet(Module):
         return d
 
     def extra_repr(self) -> str:
-        return f"aux_logits={self.aux_logits}, width={self.width}, small_input={self.small_input}"
+        text = f"aux_logits={self.aux_logits}, width={self.width}, small_input={self.small_input}"
+        if self.variant != "paper":
+            text += f", variant={self.variant!r}, transform_input={self.transform_input}"
+        return text
 
 
 def googlenet(num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True, width: float = 1.0,
-              small_input: bool = False, dropout: float = 0.4, aux_dropout: float = 0.7, lrn: bool = True,
-              dtype=np.float32, rng=None) -> GoogLeNet:
-    """GoogLeNet (Inception v1) for 224 x 224 images; ``small_input=True`` for 8-32 px images."""
+              small_input: bool = False, dropout: float | None = None, aux_dropout: float = 0.7, lrn: bool = True,
+              dtype=np.float32, rng=None, variant: str = "paper", transform_input: bool = False) -> GoogLeNet:
+    """GoogLeNet (Inception v1) for 224 x 224 images; ``small_input=True`` for 8-32 px images.
+
+    ``variant="torchvision"``: torchvision's layout (BatchNorm, ceil-mode pools; module docstring),
+    for its ImageNet weights, with ``transform_input=True`` as torchvision loads them.
+    ``dropout`` (before fc) defaults to 0.4 (paper) or 0.2 (torchvision); ``lrn`` is paper-only.
+    """
     return GoogLeNet(num_classes, in_channels, aux_logits, width, small_input, dropout, aux_dropout, lrn,
-                     dtype, rng)
+                     dtype, rng, variant, transform_input)
 
 
 class GoogLeNetLoss(Module):
