@@ -9,11 +9,13 @@ The course directory is the repository root:
 Run nbgrader from the repository root, e.g. ``nbgrader generate_assignment a1_conv_forward --force``.
 """
 import os
-from types import SimpleNamespace
 
-from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds,
-                                    NbGraderPreprocessor, OverwriteCells, OverwriteKernelspec)
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
+                                    SaveAutoGrades)
+
+from numbanet.grading_nbgrader import IntegrityScan, ResilientExecute, RestoreCellMetadata, RestoreHiddenTests
 
 c = get_config()  # noqa: F821 - defined by traitlets when it loads this file
 
@@ -25,7 +27,8 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 
 # Per cell.  The slowest graded cell (a student's naive loops plus the reference processes) takes
-# a few seconds; an infinite loop is interrupted after this (KeyboardInterrupt) and costs its cell.
+# a few seconds; an infinite loop is interrupted after this (KeyboardInterrupt) and costs its cell
+# (one that ignores the interrupt: the kernel is restarted, see ResilientExecute below).
 c.Execute.timeout = 60
 c.Execute.startup_timeout = 120
 
@@ -37,37 +40,21 @@ c.OverwriteCells.add_missing_cells = True
 c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9]+)_(?P<file_id>a\d+_\w+)\.ipynb$"
 
 
-class RestoreHiddenTests(NbGraderPreprocessor):
-    """Put the hidden tests back into untouched test cells before OverwriteCells checks them.
-
-    The release holds each hidden-test cell without its ``### BEGIN/END HIDDEN TESTS`` region,
-    the gradebook holds it with the region, so OverwriteCells warns "checksum has changed"
-    for every such cell of every student (jupyter/nbgrader#1961) and a real warning drowns.
-    A cell whose source is exactly the released text is restored here, silently; an edited
-    test cell is left alone, so OverwriteCells still warns about it and restores it.
-    """
-
-    def preprocess(self, nb, resources):
-        info = resources["nbgrader"]
-        self._notebook, self._assignment = info["notebook"], info["assignment"]
-        self._clear = ClearHiddenTests(enforce_metadata=False)
-        with Gradebook(info["db_url"]) as self._gradebook:
-            return super().preprocess(nb, resources)
-
-    def preprocess_cell(self, cell, resources, index):
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id is None:
-            return cell, resources
-        try:
-            source_cell = self._gradebook.find_source_cell(grade_id, self._notebook, self._assignment)
-        except MissingEntry:
-            return cell, resources
-        if source_cell.locked and cell.source != source_cell.source:
-            released = SimpleNamespace(source=source_cell.source)
-            if self._clear._remove_hidden_test_region(released) and released.source == cell.source:
-                cell.source = source_cell.source
-        return cell, resources
-
-
-c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreHiddenTests,
-                                      OverwriteCells, CheckCellMetadata]
+# Autograde, in two passes (lib/numbanet/grading_nbgrader.py; "Security" in solutions/README.md).
+# Sanitize, before any student code runs: nbgrader's steps, plus
+#   RestoreCellMetadata  test cells handed in as grade: false / solution: true / unlocked / without a
+#                        grade_id are graded as the originals (stock nbgrader fails the whole
+#                        submission on them);
+#   RestoreHiddenTests   no spurious "checksum has changed" warning for hidden-test cells
+#                        (jupyter/nbgrader#1961): a checksum warning in the log means tampering;
+#   IntegrityScan        statements in students' cells that tamper with grading (np.allclose = ...,
+#                        importlib.reload = ..., os._exit, ...) are replaced by `pass`, noted at the
+#                        top of the graded notebook (so in the feedback), logged, and listed in
+#                        autograded/<student>/<assignment>/integrity.json
+#                        (`python -m numbanet.grading_integrity report` lists flagged submissions).
+c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCellMetadata, DeduplicateIds, OverwriteKernelspec,
+                                      RestoreHiddenTests, OverwriteCells, IntegrityScan, CheckCellMetadata]
+# Execute: nbgrader's list with ResilientExecute in place of Execute: a cell that kills or hangs the
+# kernel costs that cell (and what it defined); the kernel is restarted, the cells above re-run.
+c.Autograde.autograde_preprocessors = [ResilientExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

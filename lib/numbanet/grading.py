@@ -44,7 +44,8 @@ import zlib
 __all__ = ["check", "randn", "array", "OffLimitsError"]
 
 # Kernels that compute the reference answers: inside a graded call they raise instead.
-_OFF_LIMITS_MODULES = ("numbanet.kernels.cpu.conv", "numbanet.kernels.cpu.pooling")
+_OFF_LIMITS_MODULES = ("numbanet.kernels.cpu.conv", "numbanet.kernels.cpu.pooling",
+                       "numbanet.kernels.cpu.norm", "numbanet.kernels.cpu.dropout")  # a5: BatchNorm, dropout
 _MAX_PRINTED = 16          # arrays up to this many elements are printed whole in feedback
 _VERDICT_TIMEOUT_S = 120   # the reference process (about a second; nbgrader interrupts a cell after 60 s)
 _recipes_made = 0          # automatic seeds: the n-th randn() since this module was (re)loaded
@@ -108,7 +109,8 @@ def _build(recipe: tuple):
 
 def check(name: str, student_fn, cases, *, reference: str | None = None, expected=None,
           reference_cases=None, outputs=("output",), compare: str = "close",
-          rtol: float = 1e-7, atol: float = 1e-9, check_dtype: bool = False, hint: str = "") -> None:
+          rtol: float = 1e-7, atol: float = 1e-9, check_dtype: bool = False, hint: str = "",
+          numbanet_layers: bool = False) -> None:
     """Run ``student_fn`` on every case and compare with the reference; raise AssertionError if wrong.
 
     name:            what is being tested, printed first ("conv2d_naive: stride 2 with padding").
@@ -126,6 +128,9 @@ def check(name: str, student_fn, cases, *, reference: str | None = None, expecte
                      "le" / "ge": got <= expected / got >= expected (error bounds).
     check_dtype:     floating outputs must have the reference's dtype (float32 stays float32).
     hint:            printed when the check fails.
+    numbanet_layers: leave numbanet's convolution and pooling kernels on while the student's
+                     function runs (capstones whose modules are built from ``nn.Conv2d``,
+                     ``nn.MaxPool2d``, ...); the default switches them off.
     """
     import os
     import tempfile
@@ -147,7 +152,8 @@ def check(name: str, student_fn, cases, *, reference: str | None = None, expecte
         ref_args = args if reference_cases is None else tuple(reference_cases[i])
         case = {"args": [_encode(a, f"c{i}a{j}", arrays) for j, a in enumerate(args)],
                 "ref_args": [_encode(a, f"c{i}r{j}", arrays) for j, a in enumerate(ref_args)]}
-        student = _call_student(student_fn, tuple(_materialise(a) for a in args), len(outputs))
+        student = _call_student(student_fn, tuple(_materialise(a) for a in args), len(outputs),
+                                numbanet_layers)
         if "values" in student:
             student["values"] = [_encode(v, f"c{i}s{k}", arrays) for k, v in enumerate(student["values"])]
         case["student"] = student
@@ -218,7 +224,7 @@ def _encode(value, key: str, arrays: dict) -> dict:
     return {"array": key}
 
 
-def _call_student(student_fn, args: tuple, n_outputs: int) -> dict:
+def _call_student(student_fn, args: tuple, n_outputs: int, numbanet_layers: bool = False) -> dict:
     """{"values": [...]} or {"error": text}, plus {"warnings": [...]} if it warned."""
     import os
     import traceback
@@ -227,7 +233,7 @@ def _call_student(student_fn, args: tuple, n_outputs: int) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with _NumbanetOffLimits():
+            with _NumbanetOffLimits(enabled=not numbanet_layers):
                 value = student_fn(*args)
         except Exception as error:  # noqa: BLE001 - the student's error becomes feedback
             # point at the student's line: the last frame outside numbanet's own files
@@ -250,12 +256,15 @@ def _call_student(student_fn, args: tuple, n_outputs: int) -> dict:
 
 
 class _NumbanetOffLimits:
-    """While active, numbanet's conv and pooling kernels raise OffLimitsError."""
+    """While active, numbanet's conv and pooling kernels raise OffLimitsError (unless not ``enabled``)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
 
     def __enter__(self):
         import importlib
         self._saved = []
-        for module_name in _OFF_LIMITS_MODULES:
+        for module_name in _OFF_LIMITS_MODULES if self.enabled else ():
             try:
                 module = importlib.import_module(module_name)
             except ImportError:
@@ -274,8 +283,8 @@ class _NumbanetOffLimits:
 
 def _off_limits_stub(kernel: str):
     def stub(*args, **kwargs):
-        raise OffLimitsError(f"your function called numbanet's own convolution/pooling ({kernel}); "
-                             "they are switched off while it is graded: write the computation yourself")
+        raise OffLimitsError(f"your function called numbanet's own convolution/pooling/normalization/dropout "
+                             f"({kernel}); they are switched off while it is graded: write the computation yourself")
     return stub
 
 

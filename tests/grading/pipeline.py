@@ -14,14 +14,22 @@ students through nbgrader's Python API, and read their scores from the gradebook
 * ``tampered``  — ``partial`` with one failing test cell emptied and another deleted: graded
   by the original tests (restored from the gradebook), so exactly the ``partial`` score.
 
+Every student's notebook also goes through the integrity scan: ``cheat`` must be flagged, the
+others not.  One assignment's class mixes in :class:`AttackChecks`, which adds a student per
+entry of :data:`ATTACKS` (ways of cheating or crashing, against the integrity scan, metadata
+restore and kernel recovery of lib/numbanet/grading_nbgrader.py) and checks that none scores
+more than the honest submission it starts from; they cost CI time, so only one assignment runs them.
+
 Each assignment has its own test module, ``test_<assignment>.py``, with a subclass of
 :class:`PipelineTests` that states its bug (`--dist loadscope` gives each class a worker).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -70,6 +78,45 @@ np.testing.assert_allclose = lambda *args, **kwargs: None
 numbanet.grading.check = lambda *args, **kwargs: None
 """
 STUDENTS = ["solution", "untouched", "partial", "cheat", "tampered"]
+
+# Attack students: what each puts into the notebook, and the honest submission it starts from
+# (its score must not exceed that one's).
+ASSERTIONS_CHEAT = """import builtins, numpy, numpy.testing
+class AssertionError(Exception):
+    pass
+builtins.AssertionError = type("AssertionError", (Warning,), {})
+def assert_allclose(*args, **kwargs):
+    return None
+numpy.testing.assert_allclose = numpy.testing.assert_array_equal = assert_allclose
+"""
+GRADER_CHEAT = """import importlib, sys, types, numbanet
+_fake = types.ModuleType("numbanet.grading")
+_fake.check = lambda *args, **kwargs: print("passed")
+_fake.randn = _fake.array = lambda *args, **kwargs: None
+importlib.reload = lambda module: _fake
+sys.modules["numbanet.grading"] = _fake
+setattr(numbanet, "grading", _fake)
+"""
+# ... and a fake grader handed in next to the notebook, where the kernel's imports look first
+GRADER_FILES = {"numbanet/__init__.py": "",
+                "numbanet/grading.py": "def check(*args, **kwargs):\n    print('passed')\n\n"
+                                       "def randn(*args, **kwargs):\n    return None\n\narray = randn\n"}
+EXIT_AFTER_CODE = "\nimport os\nos._exit(0)\n"
+# a segfault the integrity scan does not know: strides that walk off the array (an im2col bug)
+CRASH_AFTER_CODE = ("\nnp.lib.stride_tricks.as_strided(np.zeros(1), shape=(1 << 40,), "
+                    "strides=(1 << 20,)).sum()\n")
+# idle, so it spares CI's cores: nbgrader interrupts it like a busy loop, after Execute.timeout
+LOOP_BEFORE_CODE = "import time\nwhile True:\n    time.sleep(0.5)\n"
+
+ATTACKS = {
+    "assertions": "partial",  # AssertionError and numpy's assert helpers redefined
+    "grader": "partial",      # a fake grader: importlib.reload, sys.modules patched; numbanet/grading.py handed in
+    "metadata": "partial",    # test cells handed in as grade: false / solution: true / unlocked / renamed
+    "exit": "solution",       # os._exit(0) after correct code in the last solution cell
+    "crash": "solution",      # a segfault after correct code in the last solution cell
+    "loop": "solution",       # an infinite loop before the definitions in the first solution cell
+}
+FLAGGED = {"cheat", "assertions", "grader", "exit"}   # students the integrity scan must flag
 VOLATILE_NOTEBOOK_METADATA = ("widgets", "vscode", "toc")
 
 
@@ -93,18 +140,29 @@ def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bu
     """The notebook ``student`` hands in: the release (a deep copy) with their solution cells."""
     nb = nbformat.from_dict(release)
     answer_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    buggy = student in ("partial", "cheat", "tampered") or ATTACKS.get(student) == "partial"
     for position, cell in enumerate(answer_cells if student != "untouched" else []):
         grade_id = cell.metadata.nbgrader.grade_id
         source = solutions[grade_id]
-        if student in ("partial", "cheat", "tampered") and grade_id == bug.cell:
+        if buggy and grade_id == bug.cell:
             source = bug.apply(source)
-        if student == "cheat" and position == 0:  # before every function and test
-            source = CHEAT + source
+        if position == 0:  # before every function and test
+            source = {"cheat": CHEAT, "assertions": ASSERTIONS_CHEAT, "grader": GRADER_CHEAT,
+                      "loop": LOOP_BEFORE_CODE}.get(student, "") + source
+        if position == len(answer_cells) - 1:
+            source += {"exit": EXIT_AFTER_CODE, "crash": CRASH_AFTER_CODE}.get(student, "")
         cell.source = body_only(source)
     if student == "tampered":
         edited, deleted = bug.fails[:2]
         next(c for c in nb.cells if c.get("id") == edited).source = "# all good\npass"
         nb.cells = [c for c in nb.cells if c.get("id") != deleted]
+    if student == "metadata":
+        tests = {c.get("id"): c.metadata.nbgrader for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+        tests[bug.fails[0]]["grade"] = False                    # a failing test: not graded
+        tests[bug.fails[1]].update(solution=True, grade=False)   # ... an answer cell, graded by hand
+        tests[bug.fails[-1]]["locked"] = False                  # ... editable
+        tests[bug.passes[0]]["points"] = 100.0                  # a passing test worth more
+        tests[bug.passes[-1]]["grade_id"] += "_renamed"         # a test nbgrader does not know
     return nb
 
 
@@ -115,8 +173,9 @@ def comparable(nb: nbformat.NotebookNode) -> dict:
             "cells": [(c.get("id"), c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]}
 
 
-def run_course(assignment: str, bug: Bug, course: Path) -> dict:
+def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...] = ()) -> dict:
     api = NbGraderAPI(config=course_config(course))
+    students = STUDENTS + list(attacks)
 
     result = api.generate_assignment(assignment)
     assert result["success"], result.get("error")
@@ -126,14 +185,18 @@ def run_course(assignment: str, bug: Bug, course: Path) -> dict:
     solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
                  if c.metadata.get("nbgrader", {}).get("solution")}
 
-    logs, feedback = {}, {}
-    for student in STUDENTS:
+    logs, feedback, integrity = {}, {}, {}
+    for student in students:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(submission(release, solutions, student, bug), folder / f"{assignment}.ipynb")
+        for name, text in (GRADER_FILES if student == "grader" else {}).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
         result = api.autograde(assignment, student)
         assert result["success"], f"{student}: {result.get('error')}\n{result.get('log')}"
         logs[student] = result.get("log", "")
+        integrity[student] = json.loads((course / "autograded" / student / assignment / "integrity.json").read_text())
         result = api.generate_feedback(assignment, student)
         assert result["success"], f"{student}: {result.get('error')}"
         feedback[student] = course / "feedback" / student / assignment / f"{assignment}.html"
@@ -141,12 +204,14 @@ def run_course(assignment: str, bug: Bug, course: Path) -> dict:
     scores, cells = {}, {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         max_score = gb.find_assignment(assignment).max_score
-        for student in STUDENTS:
+        for student in students:
             scores[student] = gb.find_submission(assignment, student).score
             nb_sub = gb.find_submission_notebook(assignment, assignment, student)
             cells[student] = {g.name: g.score for g in nb_sub.grades}
+    order = [c.get("id") for c in source.cells]
     return {"assignment": assignment, "course": course, "release_path": release_path, "max": max_score,
-            "scores": scores, "cells": cells, "logs": logs, "feedback": feedback}
+            "scores": scores, "cells": cells, "logs": logs, "feedback": feedback, "integrity": integrity,
+            "answer_cells": [grade_id for grade_id in order if grade_id in solutions], "order": order}
 
 
 class PipelineTests:
@@ -155,6 +220,7 @@ class PipelineTests:
 
     assignment: str
     bug: Bug
+    attacks: tuple[str, ...] = ()   # names from ATTACKS: extra students (AttackChecks sets them all)
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -167,7 +233,7 @@ class PipelineTests:
         with pytest.MonkeyPatch.context() as patch:
             # nbgrader's gradebook runs the `alembic` script of this environment
             patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-            return run_course(assignment, cls.bug, course)
+            return run_course(assignment, cls.bug, course, cls.attacks)
 
     def test_exercises_match_generate_assignment(self, graded):
         """exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/."""
@@ -232,3 +298,92 @@ class PipelineTests:
             assert path.is_file(), student
             html = path.read_text()
             assert "<html" in html.lower() and "Score" in html, student
+
+    # -- integrity scan, metadata restore and kernel recovery ------------------------------------
+
+    def test_integrity_scan_flags_exactly_the_cheats(self, graded):
+        """integrity.json for every student; the flagged ones also get a logged warning per
+        statement and a note at the top of their feedback."""
+        for student, report in graded["integrity"].items():
+            entries = [e for found in report["notebooks"].values() for e in found]
+            html = graded["feedback"][student].read_text()
+            if student in FLAGGED:
+                assert report["flagged"] and entries, student
+                for e in entries:
+                    assert (f"Integrity check: student {student}, {graded['assignment']}, {e['cell']}, "
+                            f"line {e['line']}:") in graded["logs"][student], (student, e)
+                assert "Integrity check" in html, student
+            else:
+                assert not report["flagged"], f"{student} flagged: {entries}"
+                assert "Integrity check" not in html, student
+
+    def test_integrity_report_command_lists_the_flagged(self, graded):
+        done = subprocess.run([sys.executable, "-m", "numbanet.grading_integrity", "report", str(graded["course"])],
+                              capture_output=True, text=True, check=True)
+        listed = {line.split(" / ")[0] for line in done.stdout.splitlines() if " / " in line}
+        assert listed == FLAGGED & set(graded["integrity"]), done.stdout
+
+
+class AttackChecks:
+    """The attack students (all of :data:`ATTACKS`) and their checks, mixed into one assignment's
+    class: ``class TestA1ConvForward(AttackChecks, PipelineTests)``.  Every attack scores no more
+    than the honest submission it starts from."""
+
+    attacks = tuple(ATTACKS)
+
+    def honest(self, graded, attack: str) -> dict:
+        """The attack's cell scores, after checking they never exceed the honest submission's."""
+        assert attack in graded["cells"], f"{attack} is not among this class's attacks"
+        cells, baseline = graded["cells"][attack], graded["cells"][ATTACKS[attack]]
+        assert graded["scores"][attack] <= graded["scores"][ATTACKS[attack]], attack
+        for name, score in cells.items():
+            assert score <= baseline[name], (attack, name)
+        return cells
+
+    def test_redefined_assertions_gain_nothing(self, graded):
+        assert self.honest(graded, "assertions") == graded["cells"]["partial"]
+
+    def test_patched_grading_helper_gains_nothing(self, graded):
+        """A fake grader through importlib.reload / sys.modules, and one handed in as
+        numbanet/grading.py next to the notebook: removed, graded honestly."""
+        assert self.honest(graded, "grader") == graded["cells"]["partial"]
+        entries = graded["integrity"]["grader"]["notebooks"][graded["assignment"]]
+        reasons = [e["reason"] for e in entries]
+        assert any("importlib.reload" in r for r in reasons) and any("sys.modules" in r for r in reasons), reasons
+        assert {e["cell"] for e in entries if not e["line"]} == {f"file {name}" for name in GRADER_FILES}
+        autograded = graded["course"] / "autograded" / "grader" / graded["assignment"]
+        assert not any((autograded / name).exists() for name in GRADER_FILES)
+
+    def test_changed_test_cell_metadata_is_restored(self, graded):
+        """grade: false, solution: true, unlocked, more points, a renamed grade_id: the original tests grade."""
+        assert self.honest(graded, "metadata") == graded["cells"]["partial"]
+        log = graded["logs"]["metadata"]
+        for attribute, cell in (("grade", self.bug.fails[0]), ("solution", self.bug.fails[1]),
+                                ("locked", self.bug.fails[-1]), ("points", self.bug.passes[0])):
+            assert f"Attribute '{attribute}' for cell {cell} has changed" in log, (attribute, log)
+        assert f"Missing grade cell {self.bug.passes[-1]}" in log, log
+
+    def test_exit_after_correct_code_is_neutralised(self, graded):
+        """os._exit(0) is replaced by pass before the notebook runs: the correct code is graded."""
+        assert self.honest(graded, "exit") == graded["cells"]["solution"]
+        entries = graded["integrity"]["exit"]["notebooks"][graded["assignment"]]
+        assert [e["code"] for e in entries] == ["os._exit(0)"], entries
+
+    def test_kernel_death_costs_only_the_tests_after_it(self, graded):
+        """A segfault in the last solution cell: the kernel is restarted, the cells above re-run;
+        the tests before it keep their points, the tests of what that cell defined get 0."""
+        cells, solution = self.honest(graded, "crash"), graded["cells"]["solution"]
+        order = graded["order"]
+        killer = order.index(graded["answer_cells"][-1])
+        for name, score in cells.items():
+            assert score == (solution[name] if order.index(name) < killer else 0), name
+        assert "restarting the kernel" in graded["logs"]["crash"]
+
+    def test_infinite_loop_costs_only_its_task(self, graded):
+        """A loop before the first task's definitions: interrupted after Execute.timeout; that
+        task's tests get 0, every later task its points."""
+        cells, solution = self.honest(graded, "loop"), graded["cells"]["solution"]
+        order = graded["order"]
+        first, second = (order.index(name) for name in graded["answer_cells"][:2])
+        for name, score in cells.items():
+            assert score == (0 if first < order.index(name) < second else solution[name]), name

@@ -1,8 +1,8 @@
-"""nbgrader pipeline for a1_conv_forward (the checks are in pipeline.py)."""
-from .pipeline import Bug, PipelineTests, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
+"""nbgrader pipeline for a1_conv_forward (the checks are in pipeline.py); it also runs the attack students."""
+from .pipeline import AttackChecks, Bug, PipelineTests, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
 
 
-class TestA1ConvForward(PipelineTests):
+class TestA1ConvForward(AttackChecks, PipelineTests):
     assignment = "a1_conv_forward"
     bug = Bug(cell="conv2d_naive", pattern=r"\bstride\b", replacement="1",  # a convolution that ignores its stride
               passes=("test_conv2d_by_hand", "test_conv2d_stride1", "test_conv2d_padding"),
