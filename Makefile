@@ -21,7 +21,7 @@ help:
 	@echo "make book       execute every chapter and build the HTML book (book/_build/html)"
 	@echo "make exercises  regenerate exercises/ (student release) from the nbgrader sources in solutions/"
 	@echo "make test-grading  nbgrader pipeline: release drift, autograde scores, feedback"
-	@echo "make bench      CPU convolution benchmark against PyTorch"
+	@echo "make bench      numbanet vs PyTorch: convolutions, a training step, start-up, scaling (bench/out/)"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,8 +86,13 @@ exercises: install-test
 	    echo "exercises/$$a <- solutions/$$a"; \
 	done
 
+# numbanet vs PyTorch on this machine (minutes; results and plots go to bench/out/, which
+# the "Making it fast" chapter shows).  Run it on an otherwise idle machine.
 bench: install-test
-	$(PY) bench/conv_cpu.py
+	$(PY) bench/conv_cpu.py --json bench/out/conv_cpu_run1.json
+	$(PY) bench/train_step.py --json bench/out/train_step.json
+	$(PY) bench/startup.py --json bench/out/startup.json
+	$(PY) bench/scaling.py --out bench/out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,15 +1,19 @@
 """Convolution on the CPU: numbanet vs PyTorch, same process, same thread count.
 
-    python bench/conv_cpu.py [--threads 2] [--repeats 9] [--dtype float32]
+    python bench/conv_cpu.py [--threads 2] [--repeats 9] [--dtype float32] [--json FILE]
 
 For each of five shapes and each of forward / dX / dW it times numbanet and
 PyTorch alternately (interleaved, so machine noise hits both alike), reports the
 median milliseconds, GFLOP/s and the ratio torch_time / numbanet_time (> 1 means
-numbanet is faster), and the geometric mean of the 15 ratios.
+numbanet is faster), and the geometric mean of the 15 ratios.  The column
+"min ratio" is the same ratio of the fastest runs: when it and the median ratio
+disagree much, the machine was busy.  The load average before and after is printed
+(another process on the same cores inflates both timings, but not alike).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -20,13 +24,17 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per op (median reported)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--json", default=None, help="also write the rows and the geometric mean to this file")
     return parser.parse_args()
 
 
 ARGS = parse_args()
-# Thread counts must be fixed before numba / BLAS / torch start their pools.
-for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
+# Thread counts and passive waits must be set before numba / BLAS / torch start their pools
+# (bench/_threads.py says why: spinning idle threads of one library slow the other down).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _threads  # noqa: E402
+
+_threads.pin(ARGS.threads)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -46,7 +54,7 @@ SHAPES = [
 
 
 def median_times(fns: dict, repeats: int) -> dict:
-    """Run each callable once to warm up, then ``repeats`` interleaved rounds; median seconds each."""
+    """Run each callable once to warm up, then ``repeats`` interleaved rounds; {name: (median, min)} seconds."""
     for fn in fns.values():
         fn()
     samples = {name: [] for name in fns}
@@ -55,13 +63,14 @@ def median_times(fns: dict, repeats: int) -> dict:
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {name: float(np.median(s)) for name, s in samples.items()}
+    return {name: (float(np.median(s)), float(np.min(s))) for name, s in samples.items()}
 
 
 def main() -> int:
     dtype = np.dtype(ARGS.dtype)
     rng = np.random.default_rng(0)
     rows, ratios = [], []
+    load_before = os.getloadavg()
     for label, n, c, k, h, w, ks, s, p in SHAPES:
         x = rng.standard_normal((n, c, h, w)).astype(dtype)
         wt = (rng.standard_normal((k, c, ks, ks)) * 0.1).astype(dtype)
@@ -82,20 +91,34 @@ def main() -> int:
         }
         with torch.no_grad():
             for op, (ours, theirs) in ops.items():
-                t = median_times({"numbanet": ours, "torch": theirs}, ARGS.repeats)
-                ratio = t["torch"] / t["numbanet"]
+                times = median_times({"numbanet": ours, "torch": theirs}, ARGS.repeats)
+                (nb_med, nb_min), (th_med, th_min) = times["numbanet"], times["torch"]
+                ratio = th_med / nb_med
                 ratios.append(ratio)
-                rows.append((label, op, t["numbanet"] * 1e3, t["torch"] * 1e3,
-                             flops / t["numbanet"] / 1e9, flops / t["torch"] / 1e9, ratio))
+                rows.append((label, op, nb_med * 1e3, th_med * 1e3, flops / nb_med / 1e9, flops / th_med / 1e9,
+                             ratio, th_min / nb_min))
+    load_after = os.getloadavg()
     print(f"conv2d {dtype}, {ARGS.threads} threads, median of {ARGS.repeats} interleaved runs "
-          f"(torch {torch.__version__}, numpy {np.__version__})")
-    header = f"{'shape':30s} {'op':8s} {'numbanet ms':>11s} {'torch ms':>9s} {'nb GF/s':>8s} {'th GF/s':>8s} {'torch/nb':>9s}"
+          f"(torch {torch.__version__}, numpy {np.__version__}); load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after (on {os.cpu_count()} CPUs)")
+    header = (f"{'shape':30s} {'op':8s} {'numbanet ms':>11s} {'torch ms':>9s} {'nb GF/s':>8s} {'th GF/s':>8s} "
+              f"{'torch/nb':>9s} {'min ratio':>9s}")
     print(header)
     print("-" * len(header))
-    for label, op, ours, theirs, gf_ours, gf_theirs, ratio in rows:
-        print(f"{label:30s} {op:8s} {ours:11.2f} {theirs:9.2f} {gf_ours:8.1f} {gf_theirs:8.1f} {ratio:9.2f}")
+    for label, op, ours, theirs, gf_ours, gf_theirs, ratio, min_ratio in rows:
+        print(f"{label:30s} {op:8s} {ours:11.2f} {theirs:9.2f} {gf_ours:8.1f} {gf_theirs:8.1f} {ratio:9.2f} "
+              f"{min_ratio:9.2f}")
     geo = float(np.exp(np.mean(np.log(ratios))))
-    print(f"geometric mean of torch_time / numbanet_time over {len(ratios)} ratios: {geo:.2f}")
+    geo_min = float(np.exp(np.mean(np.log([row[-1] for row in rows]))))
+    print(f"geometric mean of torch_time / numbanet_time over {len(ratios)} ratios: {geo:.2f} "
+          f"(of the fastest runs: {geo_min:.2f})")
+    if ARGS.json:
+        keys = ("shape", "op", "numbanet_ms", "torch_ms", "numbanet_gflops", "torch_gflops", "ratio", "min_ratio")
+        with open(ARGS.json, "w") as f:
+            json.dump({"threads": ARGS.threads, "repeats": ARGS.repeats, "dtype": str(dtype),
+                       "load_average": {"before": load_before, "after": load_after},
+                       "rows": [dict(zip(keys, row)) for row in rows], "geometric_mean": geo,
+                       "geometric_mean_of_min": geo_min}, f, indent=1)
     return 0
 
 

@@ -1,0 +1,31 @@
+"""Thread settings shared by the benchmarks; call :func:`pin` before numpy, numba or torch load.
+
+Why the wait settings matter.  numbanet's GEMMs run in numpy's OpenBLAS, whose worker
+threads keep spinning for about 2^28 cycles (~0.1 s) after each call; PyTorch's OpenMP
+threads spin too.  On a 2-core machine, timing the two libraries alternately in one process
+then times each one against the other's spinning threads: measured here, PyTorch's 3x3
+forward went from 24 ms (alone) to 46-49 ms when interleaved with numbanet, which made the
+ratio torch/numbanet look 2x better than it is.  With idle threads put to sleep at once
+(OPENBLAS_THREAD_TIMEOUT=4, the minimum, and OMP_WAIT_POLICY=PASSIVE) each library's
+interleaved time matches its time in a process of its own (within ~10%).
+"""
+from __future__ import annotations
+
+import os
+
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+PASSIVE_WAITS = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def environment(threads: int, base: dict | None = None) -> dict:
+    """``base`` (default: os.environ) with every pool sized to ``threads`` and passive waits."""
+    env = dict(os.environ if base is None else base)
+    env.update({var: str(threads) for var in THREAD_VARS})
+    for var, value in PASSIVE_WAITS.items():
+        env.setdefault(var, value)
+    return env
+
+
+def pin(threads: int) -> None:
+    """Apply :func:`environment` to this process (before numpy / numba / torch are imported)."""
+    os.environ.update(environment(threads))
