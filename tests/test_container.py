@@ -82,7 +82,7 @@ def test_sequential_container_api():
     named = nn.Sequential(OrderedDict([("fc", a), ("out", c)]))
     assert list(named.state_dict()) == ["fc.weight", "fc.bias", "out.weight", "out.bias"]
     assert named[1] is c
-    with pytest.raises(IndexError, match=r"Sequential: index 3 out of range for 3 modules"):
+    with pytest.raises(IndexError, match=r"Sequential: index 3 out of range for 3 children"):
         seq[3]
     with pytest.raises(TypeError, match=r"Sequential: module '1' must be a numbanet Module, "
                                         r"got builtin_function_or_method"):
@@ -253,3 +253,12 @@ def test_container_bad_input(rng):
             module.backward(x[:, :1])
         with pytest.raises(TypeError, match=name + r".backward: expected dout of dtype float32, got float64"):
             module.backward(np.zeros(module(x).shape))
+
+
+def test_concat_indexes_its_branches():
+    branches = [nn.ReLU(), nn.Tanh(), nn.Sigmoid()]
+    cat = nn.Concat(*branches)
+    assert len(cat) == 3 and list(cat) == branches
+    assert cat[0] is branches[0] and cat[-1] is branches[2]
+    with pytest.raises(IndexError, match="Concat: index 3 out of range for 3 children"):
+        cat[3]

@@ -53,7 +53,24 @@ def _require_module(owner: str, what: str, value) -> Module:
     return value
 
 
-class Sequential(Module):
+class _Children(Module):
+    """``len(m)``, ``iter(m)`` and ``m[i]`` over a container's children, in order."""
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        index = operator.index(index)
+        if not -len(modules) <= index < len(modules):
+            raise IndexError(f"{type(self).__name__}: index {index} out of range for {len(modules)} children")
+        return modules[index]
+
+
+class Sequential(_Children):
     """Apply modules in order; children are named "0", "1", … (or by the OrderedDict's keys)."""
 
     def __init__(self, *modules):
@@ -70,21 +87,11 @@ class Sequential(Module):
         self.add_module(str(len(self)), _require_module("Sequential.append", "the argument", module))
         return self
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __getitem__(self, index):
         """``seq[i]`` is the i-th child (negative i counts from the end); ``seq[a:b]`` a new Sequential."""
-        items = list(self._modules.items())
         if isinstance(index, slice):
-            return Sequential(OrderedDict(items[index]))
-        index = operator.index(index)
-        if not -len(items) <= index < len(items):
-            raise IndexError(f"Sequential: index {index} out of range for {len(items)} modules")
-        return items[index][1]
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return super().__getitem__(index)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         for module in self:
@@ -103,10 +110,11 @@ class Sequential(Module):
         return ", ".join(type(m).__name__ for m in self)
 
 
-class Concat(Module):
+class Concat(_Children):
     """Run every branch on the same input and concatenate the outputs along ``dim`` (Inception).
 
-    Branches are named "0", "1", …  Their outputs must agree in every dim but ``dim``.
+    Branches are named "0", "1", … (``concat[i]`` is branch i).  Their outputs must agree in
+    every dim but ``dim``.
     """
 
     def __init__(self, *branches: Module, dim: int = 1):
