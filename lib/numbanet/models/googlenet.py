@@ -146,6 +146,15 @@ def _ceil_mode_windows(name: str, size: int, kernel: int, stride: int) -> tuple[
     return start, np.minimum(start + kernel, size)
 
 
+def _cpu_input(name: str, x, what: str, layout: str) -> np.ndarray:
+    """x as a float array of 4 dims on the CPU; a CUDA device array gets a clear error."""
+    x = as_float_array(name, x)
+    if is_cuda(x):
+        raise ValueError(f"{name}: {what} on the CPU only; got a CUDA device array")
+    check_ndim(name, x, 4, layout)
+    return x
+
+
 class CeilModeMaxPool2d(MaxPool2d):
     """PyTorch's ``MaxPool2d(kernel_size, stride, ceil_mode=True)`` (no padding), CPU only.
 
@@ -160,10 +169,7 @@ class CeilModeMaxPool2d(MaxPool2d):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
-        x = as_float_array(name, x)
-        if is_cuda(x):
-            raise ValueError(f"{name}: ceil-mode max pooling runs on the CPU only; got a CUDA device array")
-        check_ndim(name, x, 4, "(N, C, H, W)")
+        x = _cpu_input(name, x, "ceil-mode max pooling runs", "(N, C, H, W)")
         n, c, h, w = x.shape
         rows = _ceil_mode_windows(name, h, self.kernel_size[0], self.stride[0])
         cols = _ceil_mode_windows(name, w, self.kernel_size[1], self.stride[1])
@@ -199,10 +205,7 @@ class TransformInput(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
-        x = as_float_array(name, x)
-        if is_cuda(x):
-            raise ValueError(f"{name}: runs on the CPU only; got a CUDA device array")
-        check_ndim(name, x, 4, "(N, 3, H, W)")
+        x = _cpu_input(name, x, "runs", "(N, 3, H, W)")
         check_dim(name, x, 1, 3, "(N, 3, H, W)")
         scale, shift = self._constants(x.dtype)
         y = x * scale + shift
