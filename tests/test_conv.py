@@ -84,15 +84,15 @@ def test_backward_accumulates_parameter_gradients(rng):
 
 
 @pytest.mark.parametrize("stride", [(2, 2), (1, 1), (1, 2)], ids=["im2col", "row-shift", "row-shift-sw2"])
-def test_large_batch_spans_several_chunks(rng, monkeypatch, stride):
+def test_large_batch_spans_several_tasks(rng, monkeypatch, stride):
     """Both lowerings (im2col for vertical stride > 1, row-shift for 1) split big batches into
-    chunks; the split must not change the result."""
+    tasks of a few samples; the split must not change the result."""
     x = rng.standard_normal((7, 3, 6, 5))
     w = rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(4)
     dy = rng.standard_normal(F.conv2d(x, w, None, stride, 1).shape)
     whole = F.conv2d(x, w, b, stride, 1), *F.conv2d_backward(dy, x, w, stride, 1)
-    monkeypatch.setattr(nb.conv, "_CHUNK_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(nb.conv, "_TASK_BYTES", 1)  # one sample per task
     chunked = F.conv2d(x, w, b, stride, 1), *F.conv2d_backward(dy, x, w, stride, 1)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(a, c, rtol=1e-13, atol=1e-13)

@@ -26,13 +26,14 @@ device array.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import init
 from ._validate import as_float_array, check_device, check_dtype_match, check_grad, check_ndim, contiguous, pair
 from ._workspace import scratch
 from .device import is_cuda
-from .kernels.cpu import conv as cpu
+from .kernels.cpu import blas, conv as cpu
 from .module import Module
 from .tensor import Parameter
 
@@ -67,16 +68,26 @@ def _check(name: str, x, weight, stride, padding):
     return x, weight, stride, padding, out_hw
 
 
-# im2col / im2row matrices are built for a few samples at a time: a chunk of about this many
-# bytes stays in cache between im2col writing it and the GEMM reading it, and the
-# scratch memory stays small for big batches.
-_CHUNK_BYTES = 8 << 20
+# A task (``kernels.cpu.conv``: a few samples lowered, multiplied and written back by one
+# thread) holds about this many bytes of matrices, so that they stay in the core's cache.
+# Measured on ResNet-20 and the bench/conv_cpu.py shapes: 1 MiB beat 256 KiB and 2 MiB.
+_TASK_BYTES = 1 << 20
 
 
-def _batch_chunks(n: int, row_bytes: int):
-    """Split range(n) into consecutive (start, stop) chunks of about _CHUNK_BYTES of columns each."""
-    step = max(1, _CHUNK_BYTES // max(row_bytes, 1))
-    return [(start, min(start + step, n)) for start in range(0, n, step)]
+def _per_task(n: int, sample_bytes: int) -> int:
+    """Samples per task: about _TASK_BYTES each, spread evenly (a function of n and the shape only,
+    never of the thread count, so that results do not depend on it)."""
+    per = max(1, min(n, _TASK_BYTES // max(sample_bytes, 1)))
+    tasks = -(-n // per)
+    return -(-n // tasks)
+
+
+def _workspace(slots: int, size: int, dtype) -> np.ndarray:
+    return scratch("conv.workspace", (slots, size), dtype)
+
+
+def _slots() -> int:
+    return numba.get_num_threads()
 
 
 def _padded(x: np.ndarray, padding) -> np.ndarray:
@@ -101,21 +112,16 @@ def _row_shift_weights(weight: np.ndarray) -> np.ndarray:
 
 def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding, sw: int, wo: int,
                     out: np.ndarray) -> None:
-    """out (N, K, Ho*wo) = bias + conv(x, weight) for vertical stride 1; x (N, C, H, W) C-contiguous.
-
-    Per chunk of samples: rows = im2row(x padded), Z = W_rows @ rows, out = Σ_i Z shifted by i rows.
-    """
+    """out (N, K, Ho*wo) = bias + conv(x, weight) for vertical stride 1; x (N, C, H, W) C-contiguous."""
     n, c, h, _ = x.shape
     k, _, kh, kw = weight.shape
-    w_rows = _row_shift_weights(weight)
-    hp = h + 2 * padding[0]
-    block = hp * wo
-    for start, stop in _batch_chunks(n, (c * kw + kh * k) * block * x.itemsize):
-        rows = scratch("conv.cols", (c * kw, (stop - start) * block), x.dtype)
-        cpu.im2row(x[start:stop], padding[0], padding[1], kw, sw, wo, rows)
-        z = scratch("conv.gemm_out", (kh * k, (stop - start) * block), x.dtype)
-        np.matmul(w_rows, rows, out=z)
-        cpu.sum_row_shifts(z, kh, hp, wo, bias, out[start:stop])
+    block = (h + 2 * padding[0]) * wo
+    per_task = _per_task(n, (c * kw + kh * k) * block * x.itemsize)
+    slots = _slots()
+    workspace = _workspace(slots, per_task * block * (c * kw + kh * k), x.dtype)
+    with blas.single_threaded():
+        cpu.row_shift_conv(x, _row_shift_weights(weight), bias, padding[0], padding[1], sw, wo, per_task,
+                           workspace, out)
 
 
 def _cuda():
@@ -134,35 +140,27 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -
     check_device(name, x, bias)
     if is_cuda(x):
         return _cuda().conv2d(x, weight, bias, stride, padding)
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight)
     n, c = x.shape[:2]
     k, _, kh, kw = weight.shape
     w2 = weight.reshape(k, -1)
     bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    if _is_pointwise((kh, kw), stride, padding):
-        y = np.matmul(w2, x.reshape(n, c, -1))
-        cpu.add_channel_bias(y, bias)
-        return y.reshape(n, k, ho, wo)
     positions = ho * wo
     y = np.empty((n, k, positions), x.dtype)
-    if stride[0] == 1:
-        _conv_row_shift(np.ascontiguousarray(x), weight, bias, padding, stride[1], wo, y)
-        return y.reshape(n, k, ho, wo)
-    xp = _padded(x, padding)
-    for start, stop in _batch_chunks(n, c * kh * kw * positions * x.itemsize):
-        cols = scratch("conv.cols", (c * kh * kw, (stop - start) * positions), x.dtype)
-        cpu.im2col(xp[start:stop], kh, kw, stride[0], stride[1], ho, wo, cols)
-        y_knp = scratch("conv.gemm_out", (k, (stop - start) * positions), x.dtype)
-        np.matmul(w2, cols, out=y_knp)
-        cpu.unfold_output(y_knp, bias, y[start:stop])
+    if _is_pointwise((kh, kw), stride, padding):
+        with blas.single_threaded():
+            cpu.pointwise_conv(x.reshape(n, c, -1), w2, bias, y)
+    elif stride[0] == 1:
+        _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
+    else:
+        xp = _padded(x, padding)
+        per_task = _per_task(n, (c * kh * kw + k) * positions * x.itemsize)
+        slots = _slots()
+        workspace = _workspace(slots, per_task * positions * (c * kh * kw + k), x.dtype)
+        with blas.single_threaded():
+            cpu.im2col_conv(xp, w2, bias, kh, kw, stride[0], stride[1], ho, wo, per_task, workspace, y)
     return y.reshape(n, k, ho, wo)
-
-
-def _grad_channel_major(dy: np.ndarray) -> np.ndarray:
-    """dy (N, K, Ho, Wo) rearranged to the GEMM layout (K, N·Ho·Wo), in a scratch buffer."""
-    n, k = dy.shape[:2]
-    dy_knp = scratch("conv.grad_out", (k, n * dy.shape[2] * dy.shape[3]), dy.dtype)
-    cpu.to_channel_major(dy.reshape(n, k, -1), dy_knp)
-    return dy_knp
 
 
 def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.ndarray:
@@ -177,9 +175,12 @@ def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.nd
     n, c, h, w = input_shape
     k, _, kh, kw = weight.shape
     ho, wo = dy.shape[2:]
-    w2t = weight.reshape(k, -1).T
+    w2t = np.ascontiguousarray(weight.reshape(k, -1).T)
     if _is_pointwise((kh, kw), stride, padding):
-        return np.matmul(w2t, dy.reshape(n, k, -1)).reshape(n, c, h, w)
+        dx = np.empty((n, c, h * w), dy.dtype)
+        with blas.single_threaded():
+            cpu.pointwise_matmul(w2t, dy.reshape(n, k, -1), dx)
+        return dx.reshape(n, c, h, w)
     ph, pw = padding
     if stride == (1, 1) and ph < kh and pw < kw:
         # dx = conv2d(dy, flipped kernel with in/out swapped, padding k−1−p): a forward pass.
@@ -189,23 +190,28 @@ def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.nd
         return dx.reshape(n, c, h, w)
     dx = np.empty((n, c, h, w), dy.dtype)
     dxp = dx if ph == 0 and pw == 0 else scratch("conv.padded", (n, c, h + 2 * ph, w + 2 * pw), dy.dtype)
-    dy_knp = _grad_channel_major(dy)
     positions = ho * wo
-    for start, stop in _batch_chunks(n, c * kh * kw * positions * dy.itemsize):
-        dcols = scratch("conv.cols", (c * kh * kw, (stop - start) * positions), dy.dtype)
-        np.matmul(w2t, dy_knp[:, start * positions:stop * positions], out=dcols)
-        cpu.col2im(dcols, kh, kw, stride[0], stride[1], ho, wo, dxp[start:stop])
+    per_task = _per_task(n, (k + c * kh * kw) * positions * dy.itemsize)
+    slots = _slots()
+    workspace = _workspace(slots, per_task * positions * (k + c * kh * kw), dy.dtype)
+    with blas.single_threaded():
+        cpu.col2im_input_grad(dy.reshape(n, k, -1), w2t, kh, kw, stride[0], stride[1], ho, wo, per_task,
+                              workspace, dxp)
     if dxp is not dx:
         cpu.crop(dxp, ph, pw, dx)
     return dx
 
 
-def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0) -> tuple[np.ndarray, np.ndarray]:
-    """(dw, db) = (∂L/∂w of shape ``weight_shape``, ∂L/∂b of shape (K,)) from dy and the forward input x."""
+def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bool = True):
+    """(dw, db) = (∂L/∂w of shape ``weight_shape``, ∂L/∂b of shape (K,)) from dy and the forward input x.
+
+    With ``bias=False`` (a layer without bias) db is not computed and None is returned in its place.
+    """
     if is_cuda(dy) or is_cuda(x):
         check_device("conv2d_backward_weight", dy, x, name="dy")
-        return _cuda().conv2d_backward_weight(dy, x, tuple(weight_shape), pair("conv2d", "stride", stride, 1),
-                                              pair("conv2d", "padding", padding, 0))
+        dw, db = _cuda().conv2d_backward_weight(dy, x, tuple(weight_shape), pair("conv2d", "stride", stride, 1),
+                                                pair("conv2d", "padding", padding, 0))
+        return dw, (db if bias else None)
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
@@ -213,54 +219,46 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0) -> tuple[np
     n = x.shape[0]
     ho, wo = dy.shape[2:]
     positions = ho * wo
-    db = np.empty(k, x.dtype)
-    cpu.channel_sum(dy.reshape(n, k, -1), db)
+    dy3 = dy.reshape(n, k, -1)
+    db = None
+    if bias:
+        db = np.empty(k, x.dtype)
+        cpu.channel_sum(dy3, db)
+    groups = cpu.WEIGHT_GRAD_GROUPS
     if _is_pointwise((kh, kw), stride, padding):
-        # dW = Σ_n dy_n (K, P) @ x_nᵀ (P, C): per-sample products straight from NCHW (no transposes),
-        # summed over chunks of samples whose (chunk, K, C) products fill about _CHUNK_BYTES.
-        x3, dy3 = x.reshape(n, c, -1), dy.reshape(n, k, -1)
-        dw = np.zeros((k, c), x.dtype)
-        for start, stop in _batch_chunks(n, k * c * x.itemsize):
-            per_sample = scratch("conv.dw_partial", (stop - start, k, c), x.dtype)
-            np.matmul(dy3[start:stop], x3[start:stop].transpose(0, 2, 1), out=per_sample)
-            dw += per_sample.sum(axis=0)
-        return dw.reshape(weight_shape), db
+        partials = np.empty((groups, k, c), x.dtype)
+        with blas.single_threaded():
+            cpu.pointwise_weight_grad(dy3, x.reshape(n, c, -1), _workspace(groups, k * c, x.dtype), partials)
+        return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
-        return _backward_weight_row_shift(dy, x, weight_shape, padding, stride[1]), db
+        return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
     xp = _padded(x, padding)
-    dy_knp = _grad_channel_major(dy)
-    dw = np.zeros((k, c * kh * kw), x.dtype)
-    partial = scratch("conv.dw_partial", (k, c * kh * kw), x.dtype)
-    for start, stop in _batch_chunks(n, c * kh * kw * positions * x.itemsize):
-        cols = scratch("conv.cols", (c * kh * kw, (stop - start) * positions), x.dtype)
-        cpu.im2col(xp[start:stop], kh, kw, stride[0], stride[1], ho, wo, cols)
-        np.matmul(dy_knp[:, start * positions:stop * positions], cols.T, out=partial)
-        dw += partial
-    return dw.reshape(weight_shape), db
+    per_task = _per_task(n, (k + c * kh * kw) * positions * x.itemsize)
+    partials = np.empty((groups, k, c * kh * kw), x.dtype)
+    workspace = _workspace(groups, per_task * positions * (k + c * kh * kw) + k * c * kh * kw, x.dtype)
+    with blas.single_threaded():
+        cpu.im2col_weight_grad(dy3, xp, kh, kw, stride[0], stride[1], ho, wo, per_task, workspace, partials)
+    return partials.sum(axis=0).reshape(weight_shape), db
 
 
-def _backward_weight_row_shift(dy: np.ndarray, x: np.ndarray, weight_shape, padding, sw: int) -> np.ndarray:
-    """dW (K, C, kh, kw) for vertical stride 1, from dy (N, K, Ho, Wo) and the forward input x (N, C, H, W).
+def _backward_weight_row_shift(dy3: np.ndarray, x: np.ndarray, weight_shape, padding, sw: int,
+                               wo: int) -> np.ndarray:
+    """dW (K, C, kh, kw) for vertical stride 1, from dy (N, K, Ho*Wo) and the forward input x (N, C, H, W).
 
-    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)]: one GEMM per chunk
-    of samples, with dy_shift = ``shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked)
-    and rows = ``im2row(x padded)``, both built per chunk so that the GEMM reads them from cache.
+    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)], with
+    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked) and
+    rows = ``_im2row(x padded)``, both built per task (kernels.cpu.conv.row_shift_weight_grad).
     """
     k, c, kh, kw = weight_shape
     n, _, h, _ = x.shape
-    hp = h + 2 * padding[0]
-    wo = dy.shape[3]
-    block = hp * wo
-    dy3 = dy.reshape(n, k, -1)
-    dw_rows = np.zeros((kh * k, c * kw), dy.dtype)
-    partial = scratch("conv.dw_partial", (kh * k, c * kw), dy.dtype)
-    for start, stop in _batch_chunks(n, (c * kw + kh * k) * block * dy.itemsize):
-        rows = scratch("conv.cols", (c * kw, (stop - start) * block), dy.dtype)
-        cpu.im2row(x[start:stop], padding[0], padding[1], kw, sw, wo, rows)
-        dy_shifted = scratch("conv.grad_out", (kh * k, (stop - start) * block), dy.dtype)
-        cpu.shifted_grad(dy3[start:stop], kh, hp, wo, dy_shifted)
-        np.matmul(dy_shifted, rows.T, out=partial)
-        dw_rows += partial
+    block = (h + 2 * padding[0]) * wo
+    per_task = _per_task(n, (c * kw + kh * k) * block * x.itemsize)
+    groups = cpu.WEIGHT_GRAD_GROUPS
+    partials = np.empty((groups, kh * k, c * kw), x.dtype)
+    workspace = _workspace(groups, per_task * block * (c * kw + kh * k) + kh * k * c * kw, x.dtype)
+    with blas.single_threaded():
+        cpu.row_shift_weight_grad(dy3, x, padding[0], padding[1], sw, wo, per_task, workspace, partials)
+    dw_rows = partials.sum(axis=0)
     return np.ascontiguousarray(dw_rows.reshape(kh, k, c, kw).transpose(1, 2, 0, 3))
 
 
@@ -303,7 +301,8 @@ class Conv2d(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x, y_shape = self._saved()
         dout = check_grad(self.describe(), dout, y_shape, self.weight.dtype, like=x)
-        dw, db = conv2d_backward_weight(dout, x, self.weight.shape, self.stride, self.padding)
+        dw, db = conv2d_backward_weight(dout, x, self.weight.shape, self.stride, self.padding,
+                                        bias=self.bias is not None)
         self.weight.add_grad(dw)
         if self.bias is not None:
             self.bias.add_grad(db)

@@ -1,29 +1,50 @@
 """CPU kernels for 2-D convolution (layer: ``numbanet.conv``).
 
-Every convolution is lowered to large matrix products so that the expensive part
-runs in the BLAS library at full speed.  Two lowerings are used.
+Every convolution is lowered to matrix products so that the expensive part runs
+in BLAS.  Two lowerings are used.
 
 **Row-shift (vertical stride 1, the common case).**  Only the kw horizontal taps
-are unrolled (``im2row``), a 3x3 kernel copies the input 3 times instead of 9::
+are unrolled (``_im2row``), a 3x3 kernel copies the input 3 times instead of 9::
 
-    rows[(c, j), (n, h, ow)] = x_pad[n, c, h, ow*sw + j]           (C*kw, N*Hp*Wo), h < Hp
-    Z[(i, k), (n, h, ow)]    = W[k, c, i, j] @ rows                  ((kh*K), N*Hp*Wo), one GEMM
-    y[n, k, oh, ow]          = b[k] + Σ_i Z[(i, k), (n, oh + i, ow)]  (``sum_row_shifts``)
+    rows[(c, j), (n, h, ow)] = x_pad[n, c, h, ow*sw + j]           (C*kw, n*Hp*Wo), h < Hp
+    Z[(i, k), (n, h, ow)]    = W[k, c, i, j] @ rows                  ((kh*K), n*Hp*Wo), one GEMM
+    y[n, k, oh, ow]          = b[k] + Σ_i Z[(i, k), (n, oh + i, ow)]  (``_sum_row_shifts``)
 
 The vertical taps are a shift by i rows of the GEMM output, summed in one pass that
 also adds the bias and writes NCHW.  dW uses the same ``rows`` with the gradient
-shifted the other way (``shifted_grad``): dW[:, :, i, :] = dY_shift_i @ rowsᵀ.
+shifted the other way (``_shifted_grad``): dW[:, :, i, :] = dY_shift_i @ rowsᵀ.
 
 **im2col (vertical stride > 1)**::
 
-    cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]  (C*kh*kw, N*Ho*Wo)
-    Y[k, (n, oh, ow)]            = W[k, (c, i, j)] @ cols              (K, N*Ho*Wo)
+    cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]  (C*kh*kw, n*Ho*Wo)
+    Y[k, (n, oh, ow)]            = W[k, (c, i, j)] @ cols              (K, n*Ho*Wo)
 
-and backward dW = dY @ colsᵀ, dcols = Wᵀ @ dY followed by ``col2im``, which gathers
-dcols back onto the padded input *per (n, c) plane* so that no two parallel
-iterations ever write the same element.
+and backward dW = dY @ colsᵀ, dcols = Wᵀ @ dY followed by ``_col2im``, which gathers
+dcols back onto the padded input plane by plane (no element is written twice).
+
+**One parallel region per convolution.**  The batch is cut into *tasks* of a few
+consecutive samples (``per_task``, chosen by the caller so that a task's matrices
+take about a megabyte).  Parallel iteration s of ``slots`` takes tasks s, s + slots,
+...; for each it lowers its samples into its own slice of ``workspace``, multiplies
+with one BLAS call (``np.dot``) and writes its part of the result while the data is
+still in that core's cache.  The caller makes BLAS single-threaded for the call
+(``numbanet.kernels.cpu.blas.single_threaded``): the parallelism is across tasks.
+Measured on 2 cores against a parallel kernel per step with a 2-thread GEMM in
+between: the thread pool starts once per convolution instead of three times per
+chunk, and BLAS's own worker threads, which spin for ~0.1 s after every GEMM and
+then starve Numba's threads, never run.
+
+Which samples form a task depends only on ``per_task`` (not on the thread count),
+and weight gradients are summed into a fixed number of partial sums (one per slot,
+``slots`` = ``WEIGHT_GRAD_GROUPS``) that the caller adds in order, so every result is
+the same on 1 or 2 threads.
 """
+import numpy as np
 from numba import njit, prange
+
+# Partial sums of a weight gradient: a fixed count, so that the summation order (and so
+# the float result) does not depend on how many threads run the groups.
+WEIGHT_GRAD_GROUPS = 8
 
 
 @njit(parallel=True, cache=True)
@@ -57,80 +78,6 @@ def crop(xp, ph, pw, out):
 
 
 @njit(parallel=True, cache=True)
-def im2col(xp, kh, kw, sh, sw, ho, wo, cols):
-    """Fill cols (C*kh*kw, N*ho*wo) from the padded input xp (N, C, Hp, Wp)."""
-    n_batch, channels = xp.shape[0], xp.shape[1]
-    positions = ho * wo
-    rows = channels * kh * kw
-    for task in prange(rows * n_batch):
-        r = task // n_batch
-        n = task - r * n_batch
-        c = r // (kh * kw)
-        ij = r - c * kh * kw
-        i = ij // kw
-        j = ij - i * kw
-        dst = cols[r]
-        for oh in range(ho):
-            src = xp[n, c, oh * sh + i]
-            offset = n * positions + oh * wo
-            for ow in range(wo):
-                dst[offset + ow] = src[ow * sw + j]
-
-
-@njit(parallel=True, cache=True)
-def col2im(dcols, kh, kw, sh, sw, ho, wo, dxp):
-    """Adjoint of ``im2col``: dxp[n, c, h, w] = Σ of every dcols entry that im2col copied from (h, w).
-
-    Parallel over (n, c) planes; each plane is owned by one iteration, so the
-    ``+=`` below never races, and the summation order is fixed.
-    """
-    n_batch, channels = dxp.shape[0], dxp.shape[1]
-    positions = ho * wo
-    for task in prange(n_batch * channels):
-        n = task // channels
-        c = task - n * channels
-        plane = dxp[n, c]
-        plane[:, :] = 0
-        for i in range(kh):
-            for j in range(kw):
-                src = dcols[(c * kh + i) * kw + j]
-                for oh in range(ho):
-                    dst = plane[oh * sh + i]
-                    offset = n * positions + oh * wo
-                    for ow in range(wo):
-                        dst[ow * sw + j] += src[offset + ow]
-
-
-@njit(parallel=True, cache=True)
-def unfold_output(y_knp, bias, out):
-    """out[n, k, p] = y_knp[k, n*P + p] + bias[k]: GEMM result (K, N*P) -> NCHW output (N, K, P)."""
-    n_batch, channels, positions = out.shape
-    for task in prange(n_batch * channels):
-        n = task // channels
-        k = task - n * channels
-        src = y_knp[k]
-        dst = out[n, k]
-        b = bias[k]
-        offset = n * positions
-        for p in range(positions):
-            dst[p] = src[offset + p] + b
-
-
-@njit(parallel=True, cache=True)
-def to_channel_major(a, out):
-    """out[k, n*P + p] = a[n, k, p]: NCHW (N, K, P) -> the GEMM layout (K, N*P)."""
-    n_batch, channels, positions = a.shape
-    for task in prange(channels * n_batch):
-        k = task // n_batch
-        n = task - k * n_batch
-        src = a[n, k]
-        dst = out[k]
-        offset = n * positions
-        for p in range(positions):
-            dst[offset + p] = src[p]
-
-
-@njit(parallel=True, cache=True)
 def channel_sum(dy, dbias):
     """dbias[k] = Σ_{n,p} dy[n, k, p] for dy (N, K, P), one channel per iteration."""
     n_batch, channels, positions = dy.shape
@@ -143,109 +90,346 @@ def channel_sum(dy, dbias):
         dbias[k] = total
 
 
-@njit(parallel=True, cache=True)
-def add_channel_bias(y, bias):
-    """y[n, k, p] += bias[k] in place, for y (N, K, P)."""
-    n_batch, channels, positions = y.shape
-    for task in prange(n_batch * channels):
-        n = task // channels
-        k = task - n * channels
-        dst = y[n, k]
-        b = bias[k]
-        for p in range(positions):
-            dst[p] += b
+# ---------------------------------------------------------------------------------------
+# Serial pieces: each handles the samples n0 <= n < n1 of one task.
+# ---------------------------------------------------------------------------------------
 
+@njit(cache=True)
+def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
+    """rows[c*kw + j, ((n-n0)*Hp + h)*wo + ow] = x_pad[n, c, h, ow*sw + j], x_pad = x padded by (ph, pw).
 
-@njit(parallel=True, cache=True)
-def im2row(x, ph, pw, kw, sw, wo, rows):
-    """Fill rows (C*kw, N*Hp*wo): rows[c*kw + j, (n*Hp + h)*wo + ow] = x_pad[n, c, h, ow*sw + j].
-
-    x (N, C, H, W) is the unpadded input; x_pad is x with ph rows and pw columns of zeros
-    on each side (Hp = H + 2*ph), produced on the fly.  Every padded row h is copied (not
-    only the output rows), so that the vertical taps are plain column offsets i*wo.
+    Every padded row h < Hp is copied (not only the output rows), so that the vertical taps
+    are plain column offsets i*wo.  The padding is written as zeros on the fly.
     """
-    n_batch, channels, height, width = x.shape
+    _, channels, height, width = x.shape
     hp = height + 2 * ph
     block = hp * wo
-    for task in prange(channels * kw * n_batch):
-        r = task // n_batch
-        n = task - r * n_batch
-        c = r // kw
-        j = r - c * kw
-        # output columns [lo, hi) read inside x; the others read padding
-        lo = 0
-        while lo < wo and lo * sw + j < pw:
-            lo += 1
-        hi = lo
-        while hi < wo and hi * sw + j < width + pw:
-            hi += 1
-        first = lo * sw + j - pw
-        dst = rows[r]
-        for h in range(hp):
-            row = dst[n * block + h * wo:n * block + h * wo + wo]
-            if h < ph or h >= height + ph:
-                for t in range(wo):
-                    row[t] = 0
-                continue
-            for t in range(lo):
-                row[t] = 0
-            for t in range(hi, wo):
-                row[t] = 0
-            inside = row[lo:hi]
-            src = x[n, c, h - ph, first:]
-            if sw == 1:  # index from 0 in both views: a plain vectorisable copy
-                for t in range(hi - lo):
-                    inside[t] = src[t]
-            else:
-                for t in range(hi - lo):
-                    inside[t] = src[t * sw]
+    for c in range(channels):
+        for j in range(kw):
+            # output columns [lo, hi) read inside x; the others read padding
+            lo = 0
+            while lo < wo and lo * sw + j < pw:
+                lo += 1
+            hi = lo
+            while hi < wo and hi * sw + j < width + pw:
+                hi += 1
+            first = lo * sw + j - pw
+            dst = rows[c * kw + j]
+            for n in range(n0, n1):
+                for h in range(hp):
+                    start = (n - n0) * block + h * wo
+                    if h < ph or h >= height + ph:
+                        for t in range(wo):
+                            dst[start + t] = 0
+                        continue
+                    for t in range(lo):
+                        dst[start + t] = 0
+                    for t in range(hi, wo):
+                        dst[start + t] = 0
+                    src = x[n, c, h - ph]
+                    inside = start + lo
+                    if sw == 1:  # index from 0 in both: a plain vectorisable copy
+                        for t in range(hi - lo):
+                            dst[inside + t] = src[first + t]
+                    else:
+                        for t in range(hi - lo):
+                            dst[inside + t] = src[first + t * sw]
 
 
-@njit(parallel=True, cache=True)
-def sum_row_shifts(z, kh, hp, wo, bias, out):
-    """out[n, k, oh*wo + ow] = bias[k] + Σ_{i<kh} z[i*K + k, (n*hp + oh + i)*wo + ow].
+@njit(cache=True)
+def _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out):
+    """out[n, k, oh*wo + ow] = bias[k] + Σ_{i<kh} z[i*K + k, ((n-n0)*hp + oh + i)*wo + ow].
 
-    z (kh*K, N*hp*wo) is the row-shift GEMM output, out (N, K, Ho*wo) the NCHW result.
-    The kh terms are added in the fixed order i = 0, 1, ... (thread-count independent).
+    z (kh*K, (n1-n0)*hp*wo) is a task's row-shift GEMM output, out (N, K, Ho*wo) the NCHW
+    result.  The kh terms are added in the fixed order i = 0, 1, ...
     """
-    n_batch, channels, positions = out.shape
+    channels, positions = out.shape[1], out.shape[2]
     block = hp * wo
-    for task in prange(n_batch * channels):
-        n = task // channels
-        k = task - n * channels
-        dst = out[n, k]
-        b = bias[k]
-        first = z[k]
-        offset = n * block
-        for p in range(positions):
-            dst[p] = first[offset + p] + b
-        for i in range(1, kh):
-            src = z[i * channels + k]
-            shifted = offset + i * wo
+    for n in range(n0, n1):
+        offset = (n - n0) * block
+        for k in range(channels):
+            dst = out[n, k]
+            b = bias[k]
+            first = z[k]
             for p in range(positions):
-                dst[p] += src[shifted + p]
+                dst[p] = first[offset + p] + b
+            for i in range(1, kh):
+                src = z[i * channels + k]
+                shifted = offset + i * wo
+                for p in range(positions):
+                    dst[p] += src[shifted + p]
 
 
-@njit(parallel=True, cache=True)
-def shifted_grad(dy, kh, hp, wo, out):
-    """out[i*K + k, (n*hp + h)*wo + ow] = dy[n, k, (h - i)*wo + ow] if i <= h < i + Ho, else 0.
+@njit(cache=True)
+def _shifted_grad(dy, n0, n1, kh, hp, wo, out):
+    """out[i*K + k, ((n-n0)*hp + h)*wo + ow] = dy[n, k, (h - i)*wo + ow] if i <= h < i + Ho, else 0.
 
-    dy (N, K, Ho*wo) -> out (kh*K, N*hp*wo): the gradient moved down by i rows inside each
-    sample's hp-row block, for i = 0..kh-1 stacked, so that dW needs one GEMM with ``im2row``.
+    dy (N, K, Ho*wo): the gradient moved down by i rows inside each sample's hp-row block,
+    for i = 0..kh-1 stacked, so that dW needs one GEMM with ``_im2row``'s rows.
     """
-    n_batch, channels, positions = dy.shape
+    channels, positions = dy.shape[1], dy.shape[2]
     block = hp * wo
-    for task in prange(kh * channels):
-        i = task // channels
-        k = task - i * channels
-        dst = out[task]
-        for n in range(n_batch):
-            src = dy[n, k]
-            offset = n * block
-            for q in range(offset, offset + i * wo):
-                dst[q] = 0
-            offset += i * wo
+    for i in range(kh):
+        for k in range(channels):
+            dst = out[i * channels + k]
+            for n in range(n0, n1):
+                src = dy[n, k]
+                offset = (n - n0) * block
+                for q in range(offset, offset + i * wo):
+                    dst[q] = 0
+                start = offset + i * wo
+                for p in range(positions):
+                    dst[start + p] = src[p]
+                for q in range(start + positions, offset + block):
+                    dst[q] = 0
+
+
+@njit(cache=True)
+def _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols):
+    """cols[(c*kh + i)*kw + j, (n-n0)*ho*wo + oh*wo + ow] = xp[n, c, oh*sh + i, ow*sw + j]; xp padded."""
+    channels = xp.shape[1]
+    positions = ho * wo
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                dst = cols[(c * kh + i) * kw + j]
+                for n in range(n0, n1):
+                    for oh in range(ho):
+                        src = xp[n, c, oh * sh + i]
+                        offset = (n - n0) * positions + oh * wo
+                        for ow in range(wo):
+                            dst[offset + ow] = src[ow * sw + j]
+
+
+@njit(cache=True)
+def _col2im(dcols, n0, n1, kh, kw, sh, sw, ho, wo, dxp):
+    """Adjoint of ``_im2col``: dxp[n, c, h, w] = Σ of every dcols entry that _im2col copied from (h, w).
+
+    Plane by plane, in a fixed order (i, j, oh, ow): no element is shared between tasks.
+    """
+    channels = dxp.shape[1]
+    positions = ho * wo
+    for n in range(n0, n1):
+        for c in range(channels):
+            plane = dxp[n, c]
+            plane[:, :] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    src = dcols[(c * kh + i) * kw + j]
+                    for oh in range(ho):
+                        dst = plane[oh * sh + i]
+                        offset = (n - n0) * positions + oh * wo
+                        for ow in range(wo):
+                            dst[ow * sw + j] += src[offset + ow]
+
+
+@njit(cache=True)
+def _unfold_output(y_knp, n0, n1, bias, out):
+    """out[n, k, p] = y_knp[k, (n-n0)*P + p] + bias[k]: a task's GEMM result (K, n*P) -> NCHW (N, K, P)."""
+    channels, positions = out.shape[1], out.shape[2]
+    for n in range(n0, n1):
+        offset = (n - n0) * positions
+        for k in range(channels):
+            src = y_knp[k]
+            dst = out[n, k]
+            b = bias[k]
+            for p in range(positions):
+                dst[p] = src[offset + p] + b
+
+
+@njit(cache=True)
+def _channel_major(a, n0, n1, out):
+    """out[k, (n-n0)*P + p] = a[n, k, p]: NCHW (N, K, P) -> a task's GEMM layout (K, n*P)."""
+    channels, positions = a.shape[1], a.shape[2]
+    for k in range(channels):
+        dst = out[k]
+        for n in range(n0, n1):
+            src = a[n, k]
+            offset = (n - n0) * positions
             for p in range(positions):
                 dst[offset + p] = src[p]
-            for q in range(offset + positions, n * block + block):
-                dst[q] = 0
+
+
+@njit(cache=True)
+def _add_into(acc, a):
+    """acc += a for two C-contiguous 2-D arrays of one shape."""
+    rows, cols = acc.shape
+    for r in range(rows):
+        for c in range(cols):
+            acc[r, c] += a[r, c]
+
+
+@njit(cache=True)
+def _matrix(workspace, slot, start, rows, cols):
+    """A C-contiguous (rows, cols) view of workspace[slot, start:start + rows*cols]."""
+    return workspace[slot, start:start + rows * cols].reshape((rows, cols))
+
+
+# ---------------------------------------------------------------------------------------
+# Parallel drivers: one per convolution product (the module docstring says how they split).
+# ---------------------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
+    """out (N, K, Ho*wo) = bias + conv(x, W) for vertical stride 1 (row-shift lowering).
+
+    x (N, C, H, W) unpadded; w_rows (kh*K, C*kw) = W rearranged (``conv._row_shift_weights``);
+    workspace (slots, per_task*Hp*wo*(C*kw + kh*K)), one row per parallel slot.
+    """
+    n_batch, channels, height, _ = x.shape
+    k = bias.shape[0]
+    kh = w_rows.shape[0] // k
+    kw = w_rows.shape[1] // channels
+    hp = height + 2 * ph
+    tasks = (n_batch + per_task - 1) // per_task
+    slots = workspace.shape[0]
+    for slot in prange(slots):
+        for task in range(slot, tasks, slots):
+            n0 = task * per_task
+            n1 = min(n0 + per_task, n_batch)
+            columns = (n1 - n0) * hp * wo
+            rows = _matrix(workspace, slot, 0, channels * kw, columns)
+            z = _matrix(workspace, slot, channels * kw * columns, kh * k, columns)
+            _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
+            np.dot(w_rows, rows, z)
+            _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
+
+
+@njit(parallel=True, cache=True)
+def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
+    """partials[g] ((kh*K), C*kw) = Σ over the tasks g, g + G, ... of dy_shift @ rowsᵀ (G = slots).
+
+    dy (N, K, Ho*wo), x (N, C, H, W) the forward input; workspace (G, per_task*Hp*Wo*(C*kw + kh*K)
+    + kh*K*C*kw).  The caller adds the G partial sums in order and rearranges to (K, C, kh, kw).
+    """
+    n_batch, channels, height, _ = x.shape
+    k = dy.shape[1]
+    kh = partials.shape[1] // k
+    kw = partials.shape[2] // channels
+    hp = height + 2 * ph
+    tasks = (n_batch + per_task - 1) // per_task
+    groups = partials.shape[0]
+    for group in prange(groups):
+        acc = partials[group]
+        acc[:, :] = 0
+        for task in range(group, tasks, groups):
+            n0 = task * per_task
+            n1 = min(n0 + per_task, n_batch)
+            columns = (n1 - n0) * hp * wo
+            rows = _matrix(workspace, group, 0, channels * kw, columns)
+            shifted = _matrix(workspace, group, channels * kw * columns, kh * k, columns)
+            product = _matrix(workspace, group, (channels * kw + kh * k) * columns, kh * k, channels * kw)
+            _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
+            _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
+            np.dot(shifted, rows.T, product)
+            _add_into(acc, product)
+
+
+@njit(parallel=True, cache=True)
+def im2col_conv(xp, w2, bias, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
+    """out (N, K, Ho*Wo) = bias + W (K, C*kh*kw) @ im2col(xp), xp the padded input (N, C, Hp, Wp).
+
+    workspace (slots, per_task*Ho*Wo*(C*kh*kw + K)).
+    """
+    n_batch, channels = xp.shape[0], xp.shape[1]
+    k = w2.shape[0]
+    positions = ho * wo
+    tasks = (n_batch + per_task - 1) // per_task
+    slots = workspace.shape[0]
+    for slot in prange(slots):
+        for task in range(slot, tasks, slots):
+            n0 = task * per_task
+            n1 = min(n0 + per_task, n_batch)
+            columns = (n1 - n0) * positions
+            cols = _matrix(workspace, slot, 0, channels * kh * kw, columns)
+            y = _matrix(workspace, slot, channels * kh * kw * columns, k, columns)
+            _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols)
+            np.dot(w2, cols, y)
+            _unfold_output(y, n0, n1, bias, out)
+
+
+@njit(parallel=True, cache=True)
+def col2im_input_grad(dy, w2t, kh, kw, sh, sw, ho, wo, per_task, workspace, dxp):
+    """dxp (N, C, Hp, Wp) = col2im(Wᵀ (C*kh*kw, K) @ dy): the padded input's gradient, any stride.
+
+    dy (N, K, Ho*Wo); workspace (slots, per_task*Ho*Wo*(K + C*kh*kw)).
+    """
+    n_batch, k, positions = dy.shape
+    channels = dxp.shape[1]
+    tasks = (n_batch + per_task - 1) // per_task
+    slots = workspace.shape[0]
+    for slot in prange(slots):
+        for task in range(slot, tasks, slots):
+            n0 = task * per_task
+            n1 = min(n0 + per_task, n_batch)
+            columns = (n1 - n0) * positions
+            grad = _matrix(workspace, slot, 0, k, columns)
+            dcols = _matrix(workspace, slot, k * columns, channels * kh * kw, columns)
+            _channel_major(dy, n0, n1, grad)
+            np.dot(w2t, grad, dcols)
+            _col2im(dcols, n0, n1, kh, kw, sh, sw, ho, wo, dxp)
+
+
+@njit(parallel=True, cache=True)
+def im2col_weight_grad(dy, xp, kh, kw, sh, sw, ho, wo, per_task, workspace, partials):
+    """partials[g] (K, C*kh*kw) = Σ over the tasks g, g + G, ... of dy (K, n*P) @ im2col(xp)ᵀ.
+
+    dy (N, K, Ho*Wo); workspace (G, per_task*Ho*Wo*(K + C*kh*kw) + K*C*kh*kw); the caller adds the partial sums in order.
+    """
+    n_batch, k, positions = dy.shape
+    channels = xp.shape[1]
+    tasks = (n_batch + per_task - 1) // per_task
+    groups = partials.shape[0]
+    for group in prange(groups):
+        acc = partials[group]
+        acc[:, :] = 0
+        for task in range(group, tasks, groups):
+            n0 = task * per_task
+            n1 = min(n0 + per_task, n_batch)
+            columns = (n1 - n0) * positions
+            grad = _matrix(workspace, group, 0, k, columns)
+            cols = _matrix(workspace, group, k * columns, channels * kh * kw, columns)
+            product = _matrix(workspace, group, (k + channels * kh * kw) * columns, k, channels * kh * kw)
+            _channel_major(dy, n0, n1, grad)
+            _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols)
+            np.dot(grad, cols.T, product)
+            _add_into(acc, product)
+
+
+@njit(parallel=True, cache=True)
+def pointwise_conv(x, w2, bias, out):
+    """out[n] = w2 (K, C) @ x[n] (C, P) + bias for x (N, C, P), out (N, K, P): a 1x1 stride-1 convolution.
+
+    One sample per iteration, no copies; ``bias`` may be all zeros.
+    """
+    n_batch, channels, positions = out.shape
+    for n in prange(n_batch):
+        dst = out[n]
+        np.dot(w2, x[n], dst)
+        for k in range(channels):
+            b = bias[k]
+            row = dst[k]
+            for p in range(positions):
+                row[p] += b
+
+
+@njit(parallel=True, cache=True)
+def pointwise_matmul(w2t, dy, dx):
+    """dx[n] = w2t (C, K) @ dy[n] (K, P) for every sample: a 1x1 stride-1 convolution's input gradient."""
+    for n in prange(dy.shape[0]):
+        np.dot(w2t, dy[n], dx[n])
+
+
+@njit(parallel=True, cache=True)
+def pointwise_weight_grad(dy, x, workspace, partials):
+    """partials[g] (K, C) = Σ_{n = g, g + G, ...} dy[n] (K, P) @ x[n]ᵀ (P, C); workspace (G, K*C)."""
+    n_batch = dy.shape[0]
+    k, channels = partials.shape[1], partials.shape[2]
+    groups = partials.shape[0]
+    for group in prange(groups):
+        acc = partials[group]
+        acc[:, :] = 0
+        product = _matrix(workspace, group, 0, k, channels)
+        for n in range(group, n_batch, groups):
+            np.dot(dy[n], x[n].T, product)
+            _add_into(acc, product)
