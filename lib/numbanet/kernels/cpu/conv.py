@@ -77,9 +77,10 @@ def crop(xp, ph, pw, out):
                 dst[w] = src[w + pw]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def channel_sum(dy, dbias):
-    """dbias[k] = Σ_{n,p} dy[n, k, p] for dy (N, K, P), one channel per iteration."""
+    """dbias[k] = Σ_{n,p} dy[n, k, p] for dy (N, K, P), one channel per iteration (sum split into
+    vector lanes by ``reassoc``, as in ``kernels.cpu.norm``)."""
     n_batch, channels, positions = dy.shape
     for k in prange(channels):
         total = 0.0
