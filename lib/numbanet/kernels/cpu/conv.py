@@ -34,6 +34,10 @@ between: the thread pool starts once per convolution instead of three times per
 chunk, and BLAS's own worker threads, which spin for ~0.1 s after every GEMM and
 then starve Numba's threads, never run.
 
+Inner loops index views that start at 0 (``dst[start:stop]``, then ``dst[t]``): with a
+runtime offset inside the index (``dst[start + t] = src[offset + t]``) LLVM's vector loop was
+measured 3x slower on these copies.
+
 Which samples form a task depends only on ``per_task`` (not on the thread count),
 and weight gradients are summed into a fixed number of partial sums (one per slot,
 ``slots`` = ``WEIGHT_GRAD_GROUPS``) that the caller adds in order, so every result is
@@ -96,15 +100,35 @@ def channel_sum(dy, dbias):
 # ---------------------------------------------------------------------------------------
 
 @njit(cache=True)
+def _copy(dst, src):
+    """dst[t] = src[t] for two 1-D views of one length (both indexed from 0: see the module docstring)."""
+    for t in range(dst.shape[0]):
+        dst[t] = src[t]
+
+
+@njit(cache=True)
+def _zero(dst):
+    for t in range(dst.shape[0]):
+        dst[t] = 0
+
+
+@njit(cache=True)
 def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
     """rows[c*kw + j, ((n-n0)*Hp + h)*wo + ow] = x_pad[n, c, h, ow*sw + j], x_pad = x padded by (ph, pw).
 
     Every padded row h < Hp is copied (not only the output rows), so that the vertical taps
     are plain column offsets i*wo.  The padding is written as zeros on the fly.
+
+    When the output is as wide as the input (stride 1, "same" padding: the common 3x3 layer),
+    the H rows of one tap are x's plane shifted by a constant j - pw in flat order: one long
+    copy, after which the columns that wrapped around into the neighbouring row are zeroed
+    (row-by-row copies pay the loop overhead for every row of 8-32 numbers).
     """
     _, channels, height, width = x.shape
     hp = height + 2 * ph
     block = hp * wo
+    plane_size = height * width
+    flat = sw == 1 and wo == width
     for c in range(channels):
         for j in range(kw):
             # output columns [lo, hi) read inside x; the others read padding
@@ -117,24 +141,33 @@ def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
             first = lo * sw + j - pw
             dst = rows[c * kw + j]
             for n in range(n0, n1):
-                for h in range(hp):
-                    start = (n - n0) * block + h * wo
-                    if h < ph or h >= height + ph:
-                        for t in range(wo):
-                            dst[start + t] = 0
-                        continue
-                    for t in range(lo):
-                        dst[start + t] = 0
+                top = (n - n0) * block
+                _zero(dst[top:top + ph * wo])
+                _zero(dst[top + (ph + height) * wo:top + block])
+                start = top + ph * wo
+                if flat:
+                    # dst[start + d] = plane[d + j - pw] for d where that index is inside the plane
+                    shift = j - pw
+                    lo_flat = max(0, -shift)
+                    hi_flat = min(plane_size, plane_size - shift)
+                    _zero(dst[start:start + lo_flat])
+                    _zero(dst[start + hi_flat:start + plane_size])
+                    _copy(dst[start + lo_flat:start + hi_flat], x[n, c].reshape(plane_size)[lo_flat + shift:])
+                    for t in range(lo):  # the few columns that wrapped around
+                        for h in range(height):
+                            dst[start + h * wo + t] = 0
                     for t in range(hi, wo):
-                        dst[start + t] = 0
-                    src = x[n, c, h - ph]
-                    inside = start + lo
-                    if sw == 1:  # index from 0 in both: a plain vectorisable copy
-                        for t in range(hi - lo):
-                            dst[inside + t] = src[first + t]
-                    else:
-                        for t in range(hi - lo):
-                            dst[inside + t] = src[first + t * sw]
+                        for h in range(height):
+                            dst[start + h * wo + t] = 0
+                    continue
+                for h in range(height):
+                    row = dst[start + h * wo:start + (h + 1) * wo]
+                    _zero(row[:lo])
+                    _zero(row[hi:])
+                    inside = row[lo:hi]
+                    src = x[n, c, h, first:]
+                    for t in range(hi - lo):
+                        inside[t] = src[t * sw]
 
 
 @njit(cache=True)
@@ -151,14 +184,13 @@ def _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out):
         for k in range(channels):
             dst = out[n, k]
             b = bias[k]
-            first = z[k]
+            first = z[k, offset:offset + positions]
             for p in range(positions):
-                dst[p] = first[offset + p] + b
+                dst[p] = first[p] + b
             for i in range(1, kh):
-                src = z[i * channels + k]
-                shifted = offset + i * wo
+                src = z[i * channels + k, offset + i * wo:offset + i * wo + positions]
                 for p in range(positions):
-                    dst[p] += src[shifted + p]
+                    dst[p] += src[p]
 
 
 @njit(cache=True)
@@ -174,15 +206,11 @@ def _shifted_grad(dy, n0, n1, kh, hp, wo, out):
         for k in range(channels):
             dst = out[i * channels + k]
             for n in range(n0, n1):
-                src = dy[n, k]
                 offset = (n - n0) * block
-                for q in range(offset, offset + i * wo):
-                    dst[q] = 0
                 start = offset + i * wo
-                for p in range(positions):
-                    dst[start + p] = src[p]
-                for q in range(start + positions, offset + block):
-                    dst[q] = 0
+                _zero(dst[offset:start])
+                _copy(dst[start:start + positions], dy[n, k])
+                _zero(dst[start + positions:offset + block])
 
 
 @njit(cache=True)
@@ -196,10 +224,11 @@ def _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols):
                 dst = cols[(c * kh + i) * kw + j]
                 for n in range(n0, n1):
                     for oh in range(ho):
-                        src = xp[n, c, oh * sh + i]
+                        src = xp[n, c, oh * sh + i, j:]
                         offset = (n - n0) * positions + oh * wo
+                        row = dst[offset:offset + wo]
                         for ow in range(wo):
-                            dst[offset + ow] = src[ow * sw + j]
+                            row[ow] = src[ow * sw]
 
 
 @njit(cache=True)
@@ -218,10 +247,11 @@ def _col2im(dcols, n0, n1, kh, kw, sh, sw, ho, wo, dxp):
                 for j in range(kw):
                     src = dcols[(c * kh + i) * kw + j]
                     for oh in range(ho):
-                        dst = plane[oh * sh + i]
+                        dst = plane[oh * sh + i, j:]
                         offset = (n - n0) * positions + oh * wo
+                        row = src[offset:offset + wo]
                         for ow in range(wo):
-                            dst[ow * sw + j] += src[offset + ow]
+                            dst[ow * sw] += row[ow]
 
 
 @njit(cache=True)
@@ -231,24 +261,21 @@ def _unfold_output(y_knp, n0, n1, bias, out):
     for n in range(n0, n1):
         offset = (n - n0) * positions
         for k in range(channels):
-            src = y_knp[k]
+            src = y_knp[k, offset:offset + positions]
             dst = out[n, k]
             b = bias[k]
             for p in range(positions):
-                dst[p] = src[offset + p] + b
+                dst[p] = src[p] + b
 
 
 @njit(cache=True)
 def _channel_major(a, n0, n1, out):
     """out[k, (n-n0)*P + p] = a[n, k, p]: NCHW (N, K, P) -> a task's GEMM layout (K, n*P)."""
-    channels, positions = a.shape[1], a.shape[2]
-    for k in range(channels):
-        dst = out[k]
+    positions = a.shape[2]
+    for k in range(a.shape[1]):
         for n in range(n0, n1):
-            src = a[n, k]
             offset = (n - n0) * positions
-            for p in range(positions):
-                dst[offset + p] = src[p]
+            _copy(out[k, offset:offset + positions], a[n, k])
 
 
 @njit(cache=True)
