@@ -14,6 +14,9 @@ CASES = {
     "conv3x3": (lambda: nn.Conv2d(6, 5, 3, padding=1), (4, 6, 9, 7)),
     "conv_strided": (lambda: nn.Conv2d(6, 5, (3, 2), stride=2, padding=1), (4, 6, 9, 7)),
     "conv1x1": (lambda: nn.Conv2d(6, 5, 1), (4, 6, 9, 7)),
+    # batches split into many conv tasks (about 1 MiB of lowered matrices each)
+    "conv3x3_tasks": (lambda: nn.Conv2d(16, 16, 3, padding=1), (40, 16, 32, 32)),
+    "conv_strided_tasks": (lambda: nn.Conv2d(16, 32, 3, stride=2, padding=1), (40, 16, 32, 32)),
     "maxpool": (lambda: nn.MaxPool2d(3, stride=2, padding=1), (4, 6, 9, 7)),
     "avgpool": (lambda: nn.AvgPool2d(3, stride=1, padding=1), (4, 6, 9, 7)),
     "batchnorm2d": (lambda: nn.BatchNorm2d(6), (4, 6, 9, 7)),
