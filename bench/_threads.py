@@ -1,13 +1,15 @@
 """Thread settings shared by the benchmarks; call :func:`pin` before numpy, numba or torch load.
 
-Why the wait settings matter.  numbanet's GEMMs run in numpy's OpenBLAS, whose worker
-threads keep spinning for about 2^28 cycles (~0.1 s) after each call; PyTorch's OpenMP
-threads spin too.  On a 2-core machine, timing the two libraries alternately in one process
-then times each one against the other's spinning threads: measured here, PyTorch's 3x3
-forward went from 24 ms (alone) to 46-49 ms when interleaved with numbanet, which made the
-ratio torch/numbanet look 2x better than it is.  With idle threads put to sleep at once
-(OPENBLAS_THREAD_TIMEOUT=4, the minimum, and OMP_WAIT_POLICY=PASSIVE) each library's
-interleaved time matches its time in a process of its own (within ~10%).
+Why the wait settings matter.  numpy's OpenBLAS worker threads keep spinning for about 2^28
+cycles (~0.1 s) after each matrix product, and OpenMP runtimes (PyTorch's, and Numba's
+OpenMP threading layer) spin for a while after each parallel region.  On a 2-core machine,
+timing two libraries alternately in one process then times each one against the other's
+spinning threads: measured here, before numbanet's convolutions stopped using OpenBLAS's
+threads, PyTorch's 3x3 forward went from 24 ms (alone) to 46-49 ms when interleaved with
+numbanet.  With idle threads put to sleep at once (OPENBLAS_THREAD_TIMEOUT=4, the minimum,
+and OMP_WAIT_POLICY=PASSIVE) each library's interleaved time stays close to its time in a
+process of its own (within ~10% on most shapes; re-check with a script that times each alone
+when a ratio looks surprising).
 """
 from __future__ import annotations
 
