@@ -288,6 +288,13 @@ def _add_into(acc, a):
 
 
 @njit(cache=True)
+def _task_samples(task, per_task, n_batch):
+    """(first sample, end sample) of task number ``task``."""
+    first = task * per_task
+    return first, min(first + per_task, n_batch)
+
+
+@njit(cache=True)
 def _matrix(workspace, slot, start, rows, cols):
     """A C-contiguous (rows, cols) view of workspace[slot, start:start + rows*cols]."""
     return workspace[slot, start:start + rows * cols].reshape((rows, cols))
@@ -313,8 +320,7 @@ def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
     slots = workspace.shape[0]
     for slot in prange(slots):
         for task in range(slot, tasks, slots):
-            n0 = task * per_task
-            n1 = min(n0 + per_task, n_batch)
+            n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * hp * wo
             rows = _matrix(workspace, slot, 0, channels * kw, columns)
             z = _matrix(workspace, slot, channels * kw * columns, kh * k, columns)
@@ -341,8 +347,7 @@ def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
         acc = partials[group]
         acc[:, :] = 0
         for task in range(group, tasks, groups):
-            n0 = task * per_task
-            n1 = min(n0 + per_task, n_batch)
+            n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * hp * wo
             rows = _matrix(workspace, group, 0, channels * kw, columns)
             shifted = _matrix(workspace, group, channels * kw * columns, kh * k, columns)
@@ -366,8 +371,7 @@ def im2col_conv(xp, w2, bias, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
     slots = workspace.shape[0]
     for slot in prange(slots):
         for task in range(slot, tasks, slots):
-            n0 = task * per_task
-            n1 = min(n0 + per_task, n_batch)
+            n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * positions
             cols = _matrix(workspace, slot, 0, channels * kh * kw, columns)
             y = _matrix(workspace, slot, channels * kh * kw * columns, k, columns)
@@ -388,8 +392,7 @@ def col2im_input_grad(dy, w2t, kh, kw, sh, sw, ho, wo, per_task, workspace, dxp)
     slots = workspace.shape[0]
     for slot in prange(slots):
         for task in range(slot, tasks, slots):
-            n0 = task * per_task
-            n1 = min(n0 + per_task, n_batch)
+            n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * positions
             grad = _matrix(workspace, slot, 0, k, columns)
             dcols = _matrix(workspace, slot, k * columns, channels * kh * kw, columns)
@@ -412,8 +415,7 @@ def im2col_weight_grad(dy, xp, kh, kw, sh, sw, ho, wo, per_task, workspace, part
         acc = partials[group]
         acc[:, :] = 0
         for task in range(group, tasks, groups):
-            n0 = task * per_task
-            n1 = min(n0 + per_task, n_batch)
+            n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * positions
             grad = _matrix(workspace, group, 0, k, columns)
             cols = _matrix(workspace, group, k * columns, channels * kh * kw, columns)
