@@ -90,16 +90,6 @@ def _slots() -> int:
     return numba.get_num_threads()
 
 
-def _padded(x: np.ndarray, padding) -> np.ndarray:
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    n, c, h, w = x.shape
-    xp = scratch("conv.padded", (n, c, h + 2 * ph, w + 2 * pw), x.dtype)
-    cpu.pad(x, ph, pw, xp)
-    return xp
-
-
 def _is_pointwise(kernel_hw, stride, padding) -> bool:
     return tuple(kernel_hw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
@@ -154,12 +144,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -
     elif stride[0] == 1:
         _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
     else:
-        xp = _padded(x, padding)
         per_task = _per_task(n, (c * kh * kw + k) * positions * x.itemsize)
         slots = _slots()
         workspace = _workspace(slots, per_task * positions * (c * kh * kw + k), x.dtype)
         with blas.single_threaded():
-            cpu.im2col_conv(xp, w2, bias, kh, kw, stride[0], stride[1], ho, wo, per_task, workspace, y)
+            cpu.im2col_conv(x, w2, bias, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
+                            workspace, y)
     return y.reshape(n, k, ho, wo)
 
 
@@ -189,16 +179,13 @@ def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.nd
         _conv_row_shift(dy, flipped, np.zeros(c, dy.dtype), (kh - 1 - ph, kw - 1 - pw), 1, w, dx)
         return dx.reshape(n, c, h, w)
     dx = np.empty((n, c, h, w), dy.dtype)
-    dxp = dx if ph == 0 and pw == 0 else scratch("conv.padded", (n, c, h + 2 * ph, w + 2 * pw), dy.dtype)
     positions = ho * wo
     per_task = _per_task(n, (k + c * kh * kw) * positions * dy.itemsize)
     slots = _slots()
     workspace = _workspace(slots, per_task * positions * (k + c * kh * kw), dy.dtype)
     with blas.single_threaded():
-        cpu.col2im_input_grad(dy.reshape(n, k, -1), w2t, kh, kw, stride[0], stride[1], ho, wo, per_task,
-                              workspace, dxp)
-    if dxp is not dx:
-        cpu.crop(dxp, ph, pw, dx)
+        cpu.col2im_input_grad(dy.reshape(n, k, -1), w2t, ph, pw, kh, kw, stride[0], stride[1], ho, wo, per_task,
+                              workspace, dx)
     return dx
 
 
@@ -232,12 +219,12 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bo
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
-    xp = _padded(x, padding)
     per_task = _per_task(n, (k + c * kh * kw) * positions * x.itemsize)
     partials = np.empty((groups, k, c * kh * kw), x.dtype)
     workspace = _workspace(groups, per_task * positions * (k + c * kh * kw) + k * c * kh * kw, x.dtype)
     with blas.single_threaded():
-        cpu.im2col_weight_grad(dy3, xp, kh, kw, stride[0], stride[1], ho, wo, per_task, workspace, partials)
+        cpu.im2col_weight_grad(dy3, x, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
+                               workspace, partials)
     return partials.sum(axis=0).reshape(weight_shape), db
 
 

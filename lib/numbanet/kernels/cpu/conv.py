@@ -20,7 +20,8 @@ shifted the other way (``_shifted_grad``): dW[:, :, i, :] = dY_shift_i @ rowsᵀ
     Y[k, (n, oh, ow)]            = W[k, (c, i, j)] @ cols              (K, n*Ho*Wo)
 
 and backward dW = dY @ colsᵀ, dcols = Wᵀ @ dY followed by ``_col2im``, which gathers
-dcols back onto the padded input plane by plane (no element is written twice).
+dcols back onto the input plane by plane (no element is written twice).  Neither lowering
+builds a padded copy of the input: x_pad is read from x, with zeros where it is padding.
 
 **One parallel region per convolution.**  The batch is cut into *tasks* of a few
 consecutive samples (``per_task``, chosen by the caller so that a task's matrices
@@ -49,36 +50,6 @@ from numba import njit, prange
 # Partial sums of a weight gradient: a fixed count, so that the summation order (and so
 # the float result) does not depend on how many threads run the groups.
 WEIGHT_GRAD_GROUPS = 8
-
-
-@njit(parallel=True, cache=True)
-def pad(x, ph, pw, out):
-    """out[n, c] = x[n, c] surrounded by ph rows and pw columns of zeros. Shapes (N,C,H,W) -> (N,C,H+2ph,W+2pw)."""
-    n_batch, channels, height, width = x.shape
-    for task in prange(n_batch * channels):
-        n = task // channels
-        c = task - n * channels
-        dst = out[n, c]
-        dst[:, :] = 0
-        src = x[n, c]
-        for h in range(height):
-            row = dst[h + ph]
-            for w in range(width):
-                row[w + pw] = src[h, w]
-
-
-@njit(parallel=True, cache=True)
-def crop(xp, ph, pw, out):
-    """Inverse of ``pad``: out[n, c] = xp[n, c, ph:ph+H, pw:pw+W]."""
-    n_batch, channels, height, width = out.shape
-    for task in prange(n_batch * channels):
-        n = task // channels
-        c = task - n * channels
-        for h in range(height):
-            src = xp[n, c, h + ph]
-            dst = out[n, c, h]
-            for w in range(width):
-                dst[w] = src[w + pw]
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
@@ -113,6 +84,19 @@ def _zero(dst):
 
 
 @njit(cache=True)
+def _inside_columns(j, pw, sw, wo, width):
+    """(lo, hi, first): output columns lo <= ow < hi of horizontal tap j read x inside the
+    padding, starting at x column ``first`` = lo*sw + j - pw; the others read zeros."""
+    lo = 0
+    while lo < wo and lo * sw + j < pw:
+        lo += 1
+    hi = lo
+    while hi < wo and hi * sw + j < width + pw:
+        hi += 1
+    return lo, hi, lo * sw + j - pw
+
+
+@njit(cache=True)
 def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
     """rows[c*kw + j, ((n-n0)*Hp + h)*wo + ow] = x_pad[n, c, h, ow*sw + j], x_pad = x padded by (ph, pw).
 
@@ -131,14 +115,7 @@ def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
     flat = sw == 1 and wo == width
     for c in range(channels):
         for j in range(kw):
-            # output columns [lo, hi) read inside x; the others read padding
-            lo = 0
-            while lo < wo and lo * sw + j < pw:
-                lo += 1
-            hi = lo
-            while hi < wo and hi * sw + j < width + pw:
-                hi += 1
-            first = lo * sw + j - pw
+            lo, hi, first = _inside_columns(j, pw, sw, wo, width)
             dst = rows[c * kw + j]
             for n in range(n0, n1):
                 top = (n - n0) * block
@@ -214,44 +191,61 @@ def _shifted_grad(dy, n0, n1, kh, hp, wo, out):
 
 
 @njit(cache=True)
-def _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols):
-    """cols[(c*kh + i)*kw + j, (n-n0)*ho*wo + oh*wo + ow] = xp[n, c, oh*sh + i, ow*sw + j]; xp padded."""
-    channels = xp.shape[1]
+def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
+    """cols[(c*kh + i)*kw + j, (n-n0)*ho*wo + oh*wo + ow] = x_pad[n, c, oh*sh + i, ow*sw + j].
+
+    x (N, C, H, W) is the unpadded input; x_pad (padded by ph rows and pw columns of zeros)
+    is never built: entries that fall in the padding are written as zeros.
+    """
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     positions = ho * wo
     for c in range(channels):
         for i in range(kh):
             for j in range(kw):
+                lo, hi, first = _inside_columns(j, pw, sw, wo, width)
                 dst = cols[(c * kh + i) * kw + j]
                 for n in range(n0, n1):
                     for oh in range(ho):
-                        src = xp[n, c, oh * sh + i, j:]
                         offset = (n - n0) * positions + oh * wo
                         row = dst[offset:offset + wo]
-                        for ow in range(wo):
-                            row[ow] = src[ow * sw]
+                        h = oh * sh + i - ph
+                        if h < 0 or h >= height:
+                            _zero(row)
+                            continue
+                        _zero(row[:lo])
+                        _zero(row[hi:])
+                        inside = row[lo:hi]
+                        src = x[n, c, h, first:]
+                        for t in range(hi - lo):
+                            inside[t] = src[t * sw]
 
 
 @njit(cache=True)
-def _col2im(dcols, n0, n1, kh, kw, sh, sw, ho, wo, dxp):
-    """Adjoint of ``_im2col``: dxp[n, c, h, w] = Σ of every dcols entry that _im2col copied from (h, w).
+def _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx):
+    """Adjoint of ``_im2col``: dx[n, c, h, w] = Σ of every dcols entry that _im2col copied from x[n, c, h, w].
 
     Plane by plane, in a fixed order (i, j, oh, ow): no element is shared between tasks.
+    Entries that _im2col took from the padding have no input element and are dropped.
     """
-    channels = dxp.shape[1]
+    channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     positions = ho * wo
     for n in range(n0, n1):
         for c in range(channels):
-            plane = dxp[n, c]
+            plane = dx[n, c]
             plane[:, :] = 0
             for i in range(kh):
                 for j in range(kw):
+                    lo, hi, first = _inside_columns(j, pw, sw, wo, width)
                     src = dcols[(c * kh + i) * kw + j]
                     for oh in range(ho):
-                        dst = plane[oh * sh + i, j:]
+                        h = oh * sh + i - ph
+                        if h < 0 or h >= height:
+                            continue
                         offset = (n - n0) * positions + oh * wo
-                        row = src[offset:offset + wo]
-                        for ow in range(wo):
-                            dst[ow * sw] += row[ow]
+                        row = src[offset + lo:offset + hi]
+                        dst = plane[h, first:]
+                        for t in range(hi - lo):
+                            dst[t * sw] += row[t]
 
 
 @njit(cache=True)
@@ -359,12 +353,12 @@ def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
 
 
 @njit(parallel=True, cache=True)
-def im2col_conv(xp, w2, bias, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
-    """out (N, K, Ho*Wo) = bias + W (K, C*kh*kw) @ im2col(xp), xp the padded input (N, C, Hp, Wp).
+def im2col_conv(x, w2, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
+    """out (N, K, Ho*Wo) = bias + W (K, C*kh*kw) @ im2col(x padded by (ph, pw)), x (N, C, H, W).
 
     workspace (slots, per_task*Ho*Wo*(C*kh*kw + K)).
     """
-    n_batch, channels = xp.shape[0], xp.shape[1]
+    n_batch, channels = x.shape[0], x.shape[1]
     k = w2.shape[0]
     positions = ho * wo
     tasks = (n_batch + per_task - 1) // per_task
@@ -375,19 +369,19 @@ def im2col_conv(xp, w2, bias, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
             columns = (n1 - n0) * positions
             cols = _matrix(workspace, slot, 0, channels * kh * kw, columns)
             y = _matrix(workspace, slot, channels * kh * kw * columns, k, columns)
-            _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols)
+            _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
             np.dot(w2, cols, y)
             _unfold_output(y, n0, n1, bias, out)
 
 
 @njit(parallel=True, cache=True)
-def col2im_input_grad(dy, w2t, kh, kw, sh, sw, ho, wo, per_task, workspace, dxp):
-    """dxp (N, C, Hp, Wp) = col2im(Wᵀ (C*kh*kw, K) @ dy): the padded input's gradient, any stride.
+def col2im_input_grad(dy, w2t, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, dx):
+    """dx (N, C, H, W) = col2im(Wᵀ (C*kh*kw, K) @ dy): the input's gradient, any stride and padding.
 
     dy (N, K, Ho*Wo); workspace (slots, per_task*Ho*Wo*(K + C*kh*kw)).
     """
     n_batch, k, positions = dy.shape
-    channels = dxp.shape[1]
+    channels = dx.shape[1]
     tasks = (n_batch + per_task - 1) // per_task
     slots = workspace.shape[0]
     for slot in prange(slots):
@@ -398,17 +392,17 @@ def col2im_input_grad(dy, w2t, kh, kw, sh, sw, ho, wo, per_task, workspace, dxp)
             dcols = _matrix(workspace, slot, k * columns, channels * kh * kw, columns)
             _channel_major(dy, n0, n1, grad)
             np.dot(w2t, grad, dcols)
-            _col2im(dcols, n0, n1, kh, kw, sh, sw, ho, wo, dxp)
+            _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx)
 
 
 @njit(parallel=True, cache=True)
-def im2col_weight_grad(dy, xp, kh, kw, sh, sw, ho, wo, per_task, workspace, partials):
-    """partials[g] (K, C*kh*kw) = Σ over the tasks g, g + G, ... of dy (K, n*P) @ im2col(xp)ᵀ.
+def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, partials):
+    """partials[g] (K, C*kh*kw) = Σ over the tasks g, g + G, ... of dy (K, n*P) @ im2col(x padded)ᵀ.
 
     dy (N, K, Ho*Wo); workspace (G, per_task*Ho*Wo*(K + C*kh*kw) + K*C*kh*kw); the caller adds the partial sums in order.
     """
     n_batch, k, positions = dy.shape
-    channels = xp.shape[1]
+    channels = x.shape[1]
     tasks = (n_batch + per_task - 1) // per_task
     groups = partials.shape[0]
     for group in prange(groups):
@@ -421,7 +415,7 @@ def im2col_weight_grad(dy, xp, kh, kw, sh, sw, ho, wo, per_task, workspace, part
             cols = _matrix(workspace, group, k * columns, channels * kh * kw, columns)
             product = _matrix(workspace, group, (k + channels * kh * kw) * columns, k, channels * kh * kw)
             _channel_major(dy, n0, n1, grad)
-            _im2col(xp, n0, n1, kh, kw, sh, sw, ho, wo, cols)
+            _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
             np.dot(grad, cols.T, product)
             _add_into(acc, product)
 
