@@ -289,9 +289,9 @@ def _task_samples(task, per_task, n_batch):
 
 
 @njit(cache=True)
-def _matrix(workspace, slot, start, rows, cols):
-    """A C-contiguous (rows, cols) view of workspace[slot, start:start + rows*cols]."""
-    return workspace[slot, start:start + rows * cols].reshape((rows, cols))
+def _matrix(buffer, rows, cols):
+    """A C-contiguous (rows, cols) view of the first rows*cols elements of the 1-D ``buffer``."""
+    return buffer[:rows * cols].reshape((rows, cols))
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,8 +316,8 @@ def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
         for task in range(slot, tasks, slots):
             n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * hp * wo
-            rows = _matrix(workspace, slot, 0, channels * kw, columns)
-            z = _matrix(workspace, slot, channels * kw * columns, kh * k, columns)
+            rows = _matrix(workspace[slot], channels * kw, columns)
+            z = _matrix(workspace[slot, channels * kw * columns:], kh * k, columns)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
             np.dot(w_rows, rows, z)
             _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
@@ -343,9 +343,9 @@ def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
         for task in range(group, tasks, groups):
             n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * hp * wo
-            rows = _matrix(workspace, group, 0, channels * kw, columns)
-            shifted = _matrix(workspace, group, channels * kw * columns, kh * k, columns)
-            product = _matrix(workspace, group, (channels * kw + kh * k) * columns, kh * k, channels * kw)
+            rows = _matrix(workspace[group], channels * kw, columns)
+            shifted = _matrix(workspace[group, channels * kw * columns:], kh * k, columns)
+            product = _matrix(workspace[group, (channels * kw + kh * k) * columns:], kh * k, channels * kw)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
             _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
             np.dot(shifted, rows.T, product)
@@ -367,8 +367,8 @@ def im2col_conv(x, w2, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace
         for task in range(slot, tasks, slots):
             n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * positions
-            cols = _matrix(workspace, slot, 0, channels * kh * kw, columns)
-            y = _matrix(workspace, slot, channels * kh * kw * columns, k, columns)
+            cols = _matrix(workspace[slot], channels * kh * kw, columns)
+            y = _matrix(workspace[slot, channels * kh * kw * columns:], k, columns)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
             np.dot(w2, cols, y)
             _unfold_output(y, n0, n1, bias, out)
@@ -388,8 +388,8 @@ def col2im_input_grad(dy, w2t, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspa
         for task in range(slot, tasks, slots):
             n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * positions
-            grad = _matrix(workspace, slot, 0, k, columns)
-            dcols = _matrix(workspace, slot, k * columns, channels * kh * kw, columns)
+            grad = _matrix(workspace[slot], k, columns)
+            dcols = _matrix(workspace[slot, k * columns:], channels * kh * kw, columns)
             _channel_major(dy, n0, n1, grad)
             np.dot(w2t, grad, dcols)
             _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx)
@@ -411,9 +411,9 @@ def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspac
         for task in range(group, tasks, groups):
             n0, n1 = _task_samples(task, per_task, n_batch)
             columns = (n1 - n0) * positions
-            grad = _matrix(workspace, group, 0, k, columns)
-            cols = _matrix(workspace, group, k * columns, channels * kh * kw, columns)
-            product = _matrix(workspace, group, (k + channels * kh * kw) * columns, k, channels * kh * kw)
+            grad = _matrix(workspace[group], k, columns)
+            cols = _matrix(workspace[group, k * columns:], channels * kh * kw, columns)
+            product = _matrix(workspace[group, (k + channels * kh * kw) * columns:], k, channels * kh * kw)
             _channel_major(dy, n0, n1, grad)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
             np.dot(grad, cols.T, product)
@@ -453,7 +453,7 @@ def pointwise_weight_grad(dy, x, workspace, partials):
     for group in prange(groups):
         acc = partials[group]
         acc[:, :] = 0
-        product = _matrix(workspace, group, 0, k, channels)
+        product = _matrix(workspace[group], k, channels)
         for n in range(group, n_batch, groups):
             np.dot(dy[n], x[n].T, product)
             _add_into(acc, product)
