@@ -8,8 +8,11 @@ spinning threads: measured here, before numbanet's convolutions stopped using Op
 threads, PyTorch's 3x3 forward went from 24 ms (alone) to 46-49 ms when interleaved with
 numbanet.  With idle threads put to sleep at once (OPENBLAS_THREAD_TIMEOUT=4, the minimum,
 and OMP_WAIT_POLICY=PASSIVE) each library's interleaved time stays close to its time in a
-process of its own (within ~10% on most shapes; re-check with a script that times each alone
-when a ratio looks surprising).
+process of its own (within ~5% on most shapes).  One exception measured with numbanet's
+one-region-per-convolution kernels: for the N64 C64 K64 32x32 forward, numbanet took 25 ms
+alone and 32 ms interleaved while PyTorch took 28 ms alone and 22 ms interleaved; without
+OMP_WAIT_POLICY=PASSIVE both matched their times alone (26 / 25 ms).  Re-check with a
+script that times each library alone when a ratio looks surprising.
 """
 from __future__ import annotations
 
