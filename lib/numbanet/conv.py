@@ -82,8 +82,11 @@ def _per_task(n: int, sample_bytes: int) -> int:
     return -(-n // tasks)
 
 
-def _workspace(slots: int, size: int, dtype) -> np.ndarray:
-    return scratch("conv.workspace", (slots, size), dtype)
+def _tasks(n: int, sample_elements: int, dtype, slots: int, extra: int = 0) -> tuple[int, np.ndarray]:
+    """(samples per task, workspace): a task holds ``sample_elements`` numbers per sample (its
+    lowered matrices), the workspace (slots, per_task*sample_elements + extra) one row per slot."""
+    per_task = _per_task(n, sample_elements * np.dtype(dtype).itemsize)
+    return per_task, scratch("conv.workspace", (slots, per_task * sample_elements + extra), dtype)
 
 
 def _slots() -> int:
@@ -106,9 +109,7 @@ def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding
     n, c, h, _ = x.shape
     k, _, kh, kw = weight.shape
     block = (h + 2 * padding[0]) * wo
-    per_task = _per_task(n, (c * kw + kh * k) * block * x.itemsize)
-    slots = _slots()
-    workspace = _workspace(slots, per_task * block * (c * kw + kh * k), x.dtype)
+    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, _slots())
     with blas.single_threaded():
         cpu.row_shift_conv(x, _row_shift_weights(weight), bias, padding[0], padding[1], sw, wo, per_task,
                            workspace, out)
@@ -144,9 +145,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -
     elif stride[0] == 1:
         _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
     else:
-        per_task = _per_task(n, (c * kh * kw + k) * positions * x.itemsize)
-        slots = _slots()
-        workspace = _workspace(slots, per_task * positions * (c * kh * kw + k), x.dtype)
+        per_task, workspace = _tasks(n, (c * kh * kw + k) * positions, x.dtype, _slots())
         with blas.single_threaded():
             cpu.im2col_conv(x, w2, bias, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
                             workspace, y)
@@ -180,9 +179,7 @@ def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.nd
         return dx.reshape(n, c, h, w)
     dx = np.empty((n, c, h, w), dy.dtype)
     positions = ho * wo
-    per_task = _per_task(n, (k + c * kh * kw) * positions * dy.itemsize)
-    slots = _slots()
-    workspace = _workspace(slots, per_task * positions * (k + c * kh * kw), dy.dtype)
+    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, dy.dtype, _slots())
     with blas.single_threaded():
         cpu.col2im_input_grad(dy.reshape(n, k, -1), w2t, ph, pw, kh, kw, stride[0], stride[1], ho, wo, per_task,
                               workspace, dx)
@@ -215,13 +212,13 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bo
     if _is_pointwise((kh, kw), stride, padding):
         partials = np.empty((groups, k, c), x.dtype)
         with blas.single_threaded():
-            cpu.pointwise_weight_grad(dy3, x.reshape(n, c, -1), _workspace(groups, k * c, x.dtype), partials)
+            cpu.pointwise_weight_grad(dy3, x.reshape(n, c, -1), scratch("conv.workspace", (groups, k * c), x.dtype),
+                                      partials)
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
-    per_task = _per_task(n, (k + c * kh * kw) * positions * x.itemsize)
+    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups, extra=k * c * kh * kw)
     partials = np.empty((groups, k, c * kh * kw), x.dtype)
-    workspace = _workspace(groups, per_task * positions * (k + c * kh * kw) + k * c * kh * kw, x.dtype)
     with blas.single_threaded():
         cpu.im2col_weight_grad(dy3, x, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
                                workspace, partials)
@@ -239,10 +236,9 @@ def _backward_weight_row_shift(dy3: np.ndarray, x: np.ndarray, weight_shape, pad
     k, c, kh, kw = weight_shape
     n, _, h, _ = x.shape
     block = (h + 2 * padding[0]) * wo
-    per_task = _per_task(n, (c * kw + kh * k) * block * x.itemsize)
     groups = cpu.WEIGHT_GRAD_GROUPS
+    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups, extra=kh * k * c * kw)
     partials = np.empty((groups, kh * k, c * kw), x.dtype)
-    workspace = _workspace(groups, per_task * block * (c * kw + kh * k) + kh * k * c * kw, x.dtype)
     with blas.single_threaded():
         cpu.row_shift_weight_grad(dy3, x, padding[0], padding[1], sw, wo, per_task, workspace, partials)
     dw_rows = partials.sum(axis=0)

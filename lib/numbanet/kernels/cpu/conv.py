@@ -84,6 +84,16 @@ def _zero(dst):
 
 
 @njit(cache=True)
+def _fill_row(row, lo, hi, src, sw):
+    """row[:lo] = 0, row[lo:hi] = src[0], src[sw], ... (hi - lo numbers), row[hi:] = 0."""
+    _zero(row[:lo])
+    _zero(row[hi:])
+    inside = row[lo:hi]
+    for t in range(hi - lo):
+        inside[t] = src[t * sw]
+
+
+@njit(cache=True)
 def _inside_columns(j, pw, sw, wo, width):
     """(lo, hi, first): output columns lo <= ow < hi of horizontal tap j read x inside the
     padding, starting at x column ``first`` = lo*sw + j - pw; the others read zeros."""
@@ -138,13 +148,7 @@ def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
                             dst[start + h * wo + t] = 0
                     continue
                 for h in range(height):
-                    row = dst[start + h * wo:start + (h + 1) * wo]
-                    _zero(row[:lo])
-                    _zero(row[hi:])
-                    inside = row[lo:hi]
-                    src = x[n, c, h, first:]
-                    for t in range(hi - lo):
-                        inside[t] = src[t * sw]
+                    _fill_row(dst[start + h * wo:start + (h + 1) * wo], lo, hi, x[n, c, h, first:], sw)
 
 
 @njit(cache=True)
@@ -212,12 +216,7 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
                         if h < 0 or h >= height:
                             _zero(row)
                             continue
-                        _zero(row[:lo])
-                        _zero(row[hi:])
-                        inside = row[lo:hi]
-                        src = x[n, c, h, first:]
-                        for t in range(hi - lo):
-                            inside[t] = src[t * sw]
+                        _fill_row(row, lo, hi, x[n, c, h, first:], sw)
 
 
 @njit(cache=True)
