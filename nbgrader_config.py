@@ -15,7 +15,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
                                     SaveAutoGrades)
 
-from numbanet.grading_nbgrader import IntegrityScan, ResilientExecute, RestoreCellMetadata, RestoreHiddenTests
+from numbanet.grading.preprocessors import IntegrityScan, ResilientExecute, RestoreCellMetadata, RestoreHiddenTests
 
 c = get_config()  # noqa: F821 - defined by traitlets when it loads this file
 
@@ -40,7 +40,7 @@ c.OverwriteCells.add_missing_cells = True
 c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9]+)_(?P<file_id>a\d+_\w+)\.ipynb$"
 
 
-# Autograde, in two passes (lib/numbanet/grading_nbgrader.py; "Security" in solutions/README.md).
+# Autograde, in two passes (lib/numbanet/grading/preprocessors.py; "Security" in solutions/README.md).
 # Sanitize, before any student code runs: nbgrader's steps, plus
 #   RestoreCellMetadata  test cells handed in as grade: false / solution: true / unlocked / without a
 #                        grade_id are graded as the originals (stock nbgrader fails the whole
@@ -51,7 +51,7 @@ c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9]+)_(?P<f
 #                        importlib.reload = ..., os._exit, ...) are replaced by `pass`, noted at the
 #                        top of the graded notebook (so in the feedback), logged, and listed in
 #                        autograded/<student>/<assignment>/integrity.json
-#                        (`python -m numbanet.grading_integrity report` lists flagged submissions).
+#                        (`python -m numbanet.grading.integrity report` lists flagged submissions).
 c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCellMetadata, DeduplicateIds, OverwriteKernelspec,
                                       RestoreHiddenTests, OverwriteCells, IntegrityScan, CheckCellMetadata]
 # Execute: nbgrader's list with ResilientExecute in place of Execute: a cell that kills or hangs the

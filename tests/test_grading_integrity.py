@@ -1,4 +1,4 @@
-"""The integrity scan of graded notebooks (numbanet.grading_integrity): what it flags, what it leaves alone."""
+"""The integrity scan of graded notebooks (numbanet.grading.integrity): what it flags, what it leaves alone."""
 import json
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import nbformat
 import pytest
 
-from numbanet.grading_integrity import (feedback_markdown, main, neutralise, report_entries, scan_notebook,
+from numbanet.grading.integrity import (feedback_markdown, main, neutralise, report_entries, scan_notebook,
                                         scan_source)
 
 FLAGGED = {
@@ -179,6 +179,6 @@ def test_report_command_lists_flagged_submissions(tmp_path, capsys):
 def test_scan_command_on_a_notebook(tmp_path):
     path = tmp_path / "hand_in.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os\nos._exit(0)")]), path)
-    done = subprocess.run([sys.executable, "-m", "numbanet.grading_integrity", "scan", str(path)],
+    done = subprocess.run([sys.executable, "-m", "numbanet.grading.integrity", "scan", str(path)],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "cell 1, line 2: os._exit(0)" in done.stdout, done.stdout

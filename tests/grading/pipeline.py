@@ -17,7 +17,7 @@ students through nbgrader's Python API, and read their scores from the gradebook
 Every student's notebook also goes through the integrity scan: ``cheat`` must be flagged, the
 others not.  One assignment's class mixes in :class:`AttackChecks`, which adds a student per
 entry of :data:`ATTACKS` (ways of cheating or crashing, against the integrity scan, metadata
-restore and kernel recovery of lib/numbanet/grading_nbgrader.py) and checks that none scores
+restore and kernel recovery of lib/numbanet/grading/preprocessors.py) and checks that none scores
 more than the honest submission it starts from; they cost CI time, so only one assignment runs them.
 
 Each assignment has its own test module, ``test_<assignment>.py``, with a subclass of
@@ -318,7 +318,7 @@ class PipelineTests:
                 assert "Integrity check" not in html, student
 
     def test_integrity_report_command_lists_the_flagged(self, graded):
-        done = subprocess.run([sys.executable, "-m", "numbanet.grading_integrity", "report", str(graded["course"])],
+        done = subprocess.run([sys.executable, "-m", "numbanet.grading.integrity", "report", str(graded["course"])],
                               capture_output=True, text=True, check=True)
         listed = {line.split(" / ")[0] for line in done.stdout.splitlines() if " / " in line}
         assert listed == FLAGGED & set(graded["integrity"]), done.stdout

@@ -1,9 +1,9 @@
-"""ResilientExecute (lib/numbanet/grading_nbgrader.py): a dead or hung kernel costs its cell, not the notebook."""
+"""ResilientExecute (lib/numbanet/grading/preprocessors.py): a dead or hung kernel costs its cell, not the notebook."""
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 pytest.importorskip("nbgrader")
-from numbanet.grading_nbgrader import ResilientExecute  # noqa: E402 - needs nbgrader
+from numbanet.grading.preprocessors import ResilientExecute  # noqa: E402 - needs nbgrader
 
 DEFINE = ["x = 1", "def f():\n    return x + 1"]
 DIE = "import os\nos._exit(0)"

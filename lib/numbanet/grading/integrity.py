@@ -4,7 +4,7 @@ The locked test cells compare answers in a fresh process (:mod:`numbanet.grading
 ``np.allclose`` gains nothing; but a solution cell can still go after the machinery *around* the
 comparison (replace ``importlib.reload`` or ``sys.modules["numbanet.grading"]`` so the test cells
 run a fake grader, kill the kernel, install exception hooks).  At autograde time
-(:class:`numbanet.grading_nbgrader.IntegrityScan`) every code cell that is not a locked cell of the
+(:class:`numbanet.grading.preprocessors.IntegrityScan`) every code cell that is not a locked cell of the
 assignment is parsed (IPython syntax included) and the statements that do any of the following are
 *flagged*:
 
@@ -38,8 +38,8 @@ tests then grade exactly the student's code without the tampering.
 
 Command line (from the course root)::
 
-    python -m numbanet.grading_integrity report [COURSE_ROOT] [--assignment A]   # flagged submissions
-    python -m numbanet.grading_integrity scan NOTEBOOK.ipynb ...                 # scan before grading
+    python -m numbanet.grading.integrity report [COURSE_ROOT] [--assignment A]   # flagged submissions
+    python -m numbanet.grading.integrity scan NOTEBOOK.ipynb ...                 # scan before grading
 """
 from __future__ import annotations
 
@@ -575,7 +575,7 @@ def _scan_files(paths: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    parser = argparse.ArgumentParser(prog="python -m numbanet.grading_integrity",
+    parser = argparse.ArgumentParser(prog="python -m numbanet.grading.integrity",
                                      description="List submissions the autograder's integrity check flagged.")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="list flagged submissions from autograded/*/*/integrity.json")

@@ -9,7 +9,7 @@ sanitize (before any student code runs)
                              with "Inconsistent checksums" and the submission scores 0).
     ``RestoreHiddenTests``   untouched hidden-test cells get their hidden tests back silently
                              (no spurious "checksum has changed" warning, jupyter/nbgrader#1961).
-    ``IntegrityScan``        parses the cells students wrote (:mod:`numbanet.grading_integrity`),
+    ``IntegrityScan``        parses the cells students wrote (:mod:`numbanet.grading.integrity`),
                              replaces the statements that tamper with grading by ``pass``, deletes
                              Python files handed in next to the notebook, adds a
                              note to the top of the graded notebook (so to the feedback), logs a
@@ -20,7 +20,7 @@ execute
                              test cell); the kernel is restarted, the non-test cells above it are
                              re-run, except those that killed or hung it, and grading goes on.
 
-Import this module only where nbgrader is installed (the instructor's environment).
+Import this module only where nbgrader is installed (``pip install 'numbanet[course]'``).
 """
 from __future__ import annotations
 
@@ -29,16 +29,20 @@ import json
 import os
 from types import SimpleNamespace
 
-import nbformat
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbformat.notebooknode import NotebookNode
-from nbgrader import utils
-from nbgrader.api import Gradebook
-from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Bool, Integer
+try:
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbformat.notebooknode import NotebookNode
+    from nbgrader import utils
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
+    from traitlets import Bool, Integer
+except ImportError as missing:  # students' installs have no nbgrader: only instructors import this
+    raise ImportError(f"numbanet.grading.preprocessors is instructor tooling and needs nbgrader "
+                      f"({missing}): pip install 'numbanet[course]'") from missing
 
-from .grading_integrity import REPORT_NAME, feedback_markdown, neutralise, report_entries, scan_notebook
+from .integrity import REPORT_NAME, feedback_markdown, neutralise, report_entries, scan_notebook
 
 __all__ = ["RestoreCellMetadata", "RestoreHiddenTests", "IntegrityScan", "ResilientExecute"]
 
@@ -132,7 +136,7 @@ class IntegrityScan(NbGraderPreprocessor):
     Scanned: every code cell that is not one of the assignment's locked cells (OverwriteCells,
     which runs first, has put those back to the originals), so students' added cells too.
     Each flagged statement is replaced by ``pass`` before the notebook runs (see
-    :func:`numbanet.grading_integrity.neutralise`), and handed-in Python files are deleted: the
+    :func:`numbanet.grading.integrity.neutralise`), and handed-in Python files are deleted: the
     tests grade the student's code as it would be without the tampering.
     """
 
