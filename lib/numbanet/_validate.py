@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .device import Device, check_same_device, device_of, is_cuda
+from .device import CUDA, Device, device_of, is_cuda
 from .tensor import FLOAT_DTYPES
 
 
@@ -15,7 +15,7 @@ def as_float_array(layer: str, x, name: str = "input") -> np.ndarray:
     """Return ``x`` as a C-contiguous float32/float64 array or raise ``TypeError``.
 
     A CUDA device array is returned as it is (it must already be C-contiguous): the
-    layer then runs on the GPU; ``check_same_device`` compares it with the parameters.
+    layer then runs on the GPU; ``check_device`` compares it with the parameters.
     """
     if is_cuda(x):
         if not hasattr(x, "copy_to_host"):  # e.g. a CuPy array or PyTorch CUDA tensor: a zero-copy view
@@ -67,10 +67,7 @@ def check_grad(layer: str, dout, expected_shape: tuple, dtype: np.dtype, like=No
     """
     dout = as_float_array(layer, dout, name="dout")
     if like is not None:
-        expected = like if isinstance(like, Device) else device_of(like)
-        if device_of(dout) != expected:
-            raise TypeError(f"{layer}.backward: dout is on {device_of(dout)} but the forward pass ran "
-                            f"on {expected}; move dout there with numbanet.to_device(dout, '{expected}')")
+        check_device(f"{layer}.backward", dout, like, name="dout", reference="the forward pass ran")
     if dout.shape != tuple(expected_shape):
         raise ValueError(
             f"{layer}.backward: expected dout of shape {tuple(expected_shape)} "
@@ -96,9 +93,38 @@ def not_run_yet(layer: str) -> RuntimeError:
     return RuntimeError(f"{layer}.backward called before forward: run the layer on an input first")
 
 
-def check_device(layer: str, x, *params, name: str = "input") -> None:
-    """Raise a TypeError naming the layer and both devices unless ``x`` and every given
-    parameter array (None entries are skipped) live on the same device."""
-    for param in params:
-        if param is not None:
-            check_same_device(layer, x, param, name)
+PARAMETERS = "the layer's parameters are"
+
+
+def check_device(layer: str, x, *others, name: str = "input", reference: str = PARAMETERS) -> None:
+    """The one device check: raise a TypeError naming the layer, both devices and the fix unless
+    ``x`` and every array (or ``Device``) in ``others`` (None entries skipped) are on one device.
+
+    ``name`` says what x is; ``reference`` what the others are, with its verb ("the layer's
+    parameters are", "the forward pass ran", "the input is", ...).
+    """
+    x_dev = device_of(x)
+    for other in others:
+        if other is None:
+            continue
+        other_dev = other if isinstance(other, Device) else device_of(other)
+        if other_dev == x_dev:
+            continue
+        if reference == PARAMETERS:
+            fix = ("move the model with model.to('cuda')" if x_dev == CUDA
+                   else "move the input with numbanet.to_device(x, 'cuda')")
+            fix += " (or bring both to the CPU with model.to('cpu') and numbanet.to_numpy)"
+        else:
+            fix = f"move {name} there with numbanet.to_device({name}, '{other_dev}')"
+        raise TypeError(f"{layer}: {name} is on {x_dev} but {reference} on {other_dev}; {fix}")
+
+
+def check_dy(function: str, dy, like):
+    """The ``dy`` handed to a functional backward (``F.relu_backward(dy, x)``, ...): a float array
+    on the device, with the shape and dtype, of the forward's array ``like``."""
+    dy = as_float_array(function, dy, name="dy")
+    check_device(function, dy, like, name="dy", reference="the forward's array is")
+    if dy.shape != like.shape or dy.dtype != like.dtype:
+        raise ValueError(f"{function}: expected dy of shape {like.shape} and dtype {like.dtype} (the forward's), "
+                         f"got {dy.shape} of dtype {dy.dtype}")
+    return dy

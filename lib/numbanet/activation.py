@@ -40,123 +40,92 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_device, check_dim, check_dtype_match, check_grad
-from .device import is_cuda
-from .kernels.cpu import activation as cpu
+from ._validate import as_float_array, check_device, check_dim, check_dtype_match, check_dy, check_grad
+from .kernels import backend
+from .kernels.formulas import SELU_ALPHA, SELU_SCALE
 from .module import Module
 from .tensor import Parameter
 
 
-def _gpu():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
-    from .kernels.cuda import activation as cuda_activation
-    return cuda_activation
+def _forward(kind: str, name: str, x, a: float = 0.0, b: float = 0.0):
+    """y = f(x) for the activation ``kind`` (``kernels.formulas.ACTIVATIONS``), after validating x."""
+    x = as_float_array(name, x)
+    return backend(x).activation.elementwise(kind, x, a, b)
 
 
-def _apply(kernel, x, *args) -> np.ndarray:
-    """out = kernel(x) elementwise for a validated host array x; same shape and dtype as x."""
-    out = np.empty_like(x)
-    kernel(x.reshape(-1), *args, out.reshape(-1))
-    return out
-
-
-def _apply_backward(kernel, dy, saved, *args) -> np.ndarray:
-    """dx = kernel(dy, saved) elementwise, where ``saved`` is the forward input or output."""
-    saved = np.ascontiguousarray(saved)
-    dy = np.ascontiguousarray(dy, dtype=saved.dtype)
-    if dy.shape != saved.shape:
-        raise ValueError(f"{kernel.__name__}: expected dy of shape {saved.shape} (the forward's), "
-                         f"got {dy.shape}")
-    dx = np.empty_like(saved)
-    kernel(dy.reshape(-1), saved.reshape(-1), *args, dx.reshape(-1))
-    return dx
+def _backward(kind: str, dy, saved, a: float = 0.0, b: float = 0.0):
+    """dx = g(dy, saved), after checking dy against the forward's array ``saved``."""
+    dy = check_dy(f"{kind}_backward", dy, saved)
+    return backend(saved).activation.elementwise_backward(kind, dy, saved, a, b)
 
 
 def relu(x, *, name: str = "relu") -> np.ndarray:
     """y = max(x, 0), any shape."""
-    x = as_float_array(name, x)
-    return _gpu().relu(x) if is_cuda(x) else _apply(cpu.relu, x)
+    return _forward("relu", name, x)
 
 
 def relu_backward(dy, x) -> np.ndarray:
     """dx = dy·[x > 0] (zero at x = 0)."""
-    return _gpu().relu_backward(dy, x) if is_cuda(x) else _apply_backward(cpu.relu_backward, dy, x)
+    return _backward("relu", dy, x)
 
 
 def leaky_relu(x, negative_slope: float = 0.01, *, name: str = "leaky_relu") -> np.ndarray:
     """y = x if x > 0 else negative_slope·x."""
-    x = as_float_array(name, x)
-    if is_cuda(x):
-        return _gpu().leaky_relu(x, negative_slope)
-    return _apply(cpu.leaky_relu, x, float(negative_slope))
+    return _forward("leaky_relu", name, x, negative_slope)
 
 
 def leaky_relu_backward(dy, x, negative_slope: float = 0.01) -> np.ndarray:
     """dx = dy if x > 0 else negative_slope·dy."""
-    if is_cuda(x):
-        return _gpu().leaky_relu_backward(dy, x, negative_slope)
-    return _apply_backward(cpu.leaky_relu_backward, dy, x, float(negative_slope))
+    return _backward("leaky_relu", dy, x, negative_slope)
 
 
 def elu(x, alpha: float = 1.0, *, name: str = "elu") -> np.ndarray:
     """y = x if x > 0 else alpha·(eˣ − 1)."""
-    x = as_float_array(name, x)
-    return _gpu().elu(x, alpha) if is_cuda(x) else _apply(cpu.elu, x, float(alpha), 1.0)
+    return _forward("elu", name, x, alpha, 1.0)
 
 
 def elu_backward(dy, x, alpha: float = 1.0) -> np.ndarray:
     """dx = dy if x > 0 else dy·alpha·eˣ."""
-    if is_cuda(x):
-        return _gpu().elu_backward(dy, x, alpha)
-    return _apply_backward(cpu.elu_backward, dy, x, float(alpha), 1.0)
+    return _backward("elu", dy, x, alpha, 1.0)
 
 
 def selu(x, *, name: str = "selu") -> np.ndarray:
     """y = λ·ELU_α(x) with PyTorch's α = 1.6732632…, λ = 1.0507009…"""
-    x = as_float_array(name, x)
-    return _gpu().selu(x) if is_cuda(x) else _apply(cpu.elu, x, cpu.SELU_ALPHA, cpu.SELU_SCALE)
+    return _forward("elu", name, x, SELU_ALPHA, SELU_SCALE)
 
 
 def selu_backward(dy, x) -> np.ndarray:
     """dx = dy·λ if x > 0 else dy·λ·α·eˣ."""
-    if is_cuda(x):
-        return _gpu().selu_backward(dy, x)
-    return _apply_backward(cpu.elu_backward, dy, x, cpu.SELU_ALPHA, cpu.SELU_SCALE)
+    return _backward("elu", dy, x, SELU_ALPHA, SELU_SCALE)
 
 
-_GELU_KERNELS = {"none": (cpu.gelu, cpu.gelu_backward), "tanh": (cpu.gelu_tanh, cpu.gelu_tanh_backward)}
+_GELU_KINDS = {"none": "gelu", "tanh": "gelu_tanh"}
 
 
-def _gelu_kernels(name: str, approximate: str):
-    if approximate not in _GELU_KERNELS:
+def _gelu_kind(name: str, approximate: str) -> str:
+    if approximate not in _GELU_KINDS:
         raise ValueError(f"{name}: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _GELU_KERNELS[approximate]
+    return _GELU_KINDS[approximate]
 
 
 def gelu(x, approximate: str = "none", *, name: str = "gelu") -> np.ndarray:
     """y = x·Φ(x) (exact, erf) or its tanh approximation (``approximate='tanh'``, the lectures')."""
-    forward = _gelu_kernels(name, approximate)[0]
-    x = as_float_array(name, x)
-    return _gpu().gelu(x, approximate) if is_cuda(x) else _apply(forward, x)
+    return _forward(_gelu_kind(name, approximate), name, x)
 
 
 def gelu_backward(dy, x, approximate: str = "none") -> np.ndarray:
     """dx = dy·GELU'(x) for the same ``approximate``."""
-    backward = _gelu_kernels("gelu_backward", approximate)[1]
-    return _gpu().gelu_backward(dy, x, approximate) if is_cuda(x) else _apply_backward(backward, dy, x)
+    return _backward(_gelu_kind("gelu_backward", approximate), dy, x)
 
 
 def swish(x, beta: float = 1.0, *, name: str = "swish") -> np.ndarray:
     """y = x·σ(β·x)."""
-    x = as_float_array(name, x)
-    return _gpu().swish(x, beta) if is_cuda(x) else _apply(cpu.swish, x, float(beta))
+    return _forward("swish", name, x, beta)
 
 
 def swish_backward(dy, x, beta: float = 1.0) -> np.ndarray:
     """dx = dy·(s + β·x·s·(1 − s)),  s = σ(β·x)."""
-    if is_cuda(x):
-        return _gpu().swish_backward(dy, x, beta)
-    return _apply_backward(cpu.swish_backward, dy, x, float(beta))
+    return _backward("swish", dy, x, beta)
 
 
 def silu(x, *, name: str = "silu") -> np.ndarray:
@@ -171,35 +140,32 @@ def silu_backward(dy, x) -> np.ndarray:
 
 def mish(x, *, name: str = "mish") -> np.ndarray:
     """y = x·tanh(softplus(x))."""
-    x = as_float_array(name, x)
-    return _gpu().mish(x) if is_cuda(x) else _apply(cpu.mish, x)
+    return _forward("mish", name, x)
 
 
 def mish_backward(dy, x) -> np.ndarray:
     """dx = dy·(t + x·(1 − t²)·σ(x)),  t = tanh(softplus(x))."""
-    return _gpu().mish_backward(dy, x) if is_cuda(x) else _apply_backward(cpu.mish_backward, dy, x)
+    return _backward("mish", dy, x)
 
 
 def sigmoid(x, *, name: str = "sigmoid") -> np.ndarray:
     """y = 1 / (1 + e⁻ˣ)."""
-    x = as_float_array(name, x)
-    return _gpu().sigmoid(x) if is_cuda(x) else _apply(cpu.sigmoid, x)
+    return _forward("sigmoid", name, x)
 
 
 def sigmoid_backward(dy, y) -> np.ndarray:
     """dx = dy·y·(1 − y), from the forward OUTPUT y."""
-    return _gpu().sigmoid_backward(dy, y) if is_cuda(y) else _apply_backward(cpu.sigmoid_backward, dy, y)
+    return _backward("sigmoid", dy, y)
 
 
 def tanh(x, *, name: str = "tanh") -> np.ndarray:
     """y = tanh(x)."""
-    x = as_float_array(name, x)
-    return _gpu().tanh(x) if is_cuda(x) else _apply(cpu.tanh, x)
+    return _forward("tanh", name, x)
 
 
 def tanh_backward(dy, y) -> np.ndarray:
     """dx = dy·(1 − y²), from the forward OUTPUT y."""
-    return _gpu().tanh_backward(dy, y) if is_cuda(y) else _apply_backward(cpu.tanh_backward, dy, y)
+    return _backward("tanh", dy, y)
 
 
 # -- Dice ------------------------------------------------------------------------------------------
@@ -217,7 +183,7 @@ def _dice_input(name: str, x, alpha) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_alpha(alpha):
     """α as an array on its own device."""
-    return alpha if is_cuda(alpha) else np.asarray(alpha)
+    return alpha if hasattr(alpha, "shape") else np.asarray(alpha)
 
 
 def _dice_statistics(name: str, x3: np.ndarray, running_mean, running_var, training: bool, eps: float):
@@ -225,48 +191,27 @@ def _dice_statistics(name: str, x3: np.ndarray, running_mean, running_var, train
     batch_stats = training or running_mean is None
     if running_mean is not None:
         check_device(name, x3, running_mean, running_var, name="input (running statistics)")
-    if is_cuda(x3) and not batch_stats:
-        return (*_gpu().dice_statistics(x3, running_mean, running_var, False, eps), False)
-    if not batch_stats:
-        mean, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
-        return mean, None, 1.0 / np.sqrt(var + eps), False
     count = x3.shape[0] * x3.shape[2]
-    if count < 2:
+    if batch_stats and count < 2:
         raise ValueError(f"{name}: expected more than 1 value per feature to compute batch statistics, "
                          f"got {count} (input viewed as (N, C, L) = {x3.shape})")
-    if is_cuda(x3):
-        return (*_gpu().dice_statistics(x3, running_mean, running_var, True, eps), True)
-    channels = x3.shape[1]
-    mean, var = np.empty(channels), np.empty(channels)
-    cpu.channel_moments(x3, mean, var)
-    return mean, var, 1.0 / np.sqrt(var + eps), True
+    return (*backend(x3).activation.dice_statistics(x3, running_mean, running_var, batch_stats, eps),
+            batch_stats)
 
 
 def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
     """BatchNorm's rule: r ← (1 − m)·r + m·batch value, with the unbiased batch variance."""
-    if is_cuda(running_mean):
-        _gpu().dice_update_running(running_mean, running_var, mean, var, count, momentum)
-        return
-    running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
-    running_var[...] = (1.0 - momentum) * running_var + momentum * var * (count / (count - 1))
+    backend(running_mean).activation.dice_update_running(running_mean, running_var, mean, var, count, momentum)
 
 
 def _dice_forward(x3, alpha, mean, inv_std, out_shape) -> np.ndarray:
-    if is_cuda(x3):
-        return _gpu().dice_forward(x3, alpha, mean, inv_std).reshape(out_shape)
-    y = np.empty(x3.shape, x3.dtype)
-    cpu.dice(x3, np.ascontiguousarray(alpha), mean, inv_std, y)
-    return y.reshape(out_shape)
+    return backend(x3).activation.dice_forward(x3, alpha, mean, inv_std).reshape(out_shape)
 
 
 def _dice_backward(dy, x3, alpha, mean, inv_std, batch_stats: bool):
-    if is_cuda(x3):
-        dx3, dalpha = _gpu().dice_backward(dy.reshape(x3.shape), x3, alpha, mean, inv_std, batch_stats)
-        return dx3.reshape(dy.shape), dalpha
-    dy3 = np.ascontiguousarray(dy, dtype=x3.dtype).reshape(x3.shape)
-    dx, dalpha = np.empty(x3.shape, x3.dtype), np.empty(x3.shape[1], alpha.dtype)
-    cpu.dice_backward(dy3, x3, np.ascontiguousarray(alpha), mean, inv_std, batch_stats, dx, dalpha)
-    return dx.reshape(np.shape(dy)), dalpha
+    dx3, dalpha = backend(x3).activation.dice_backward(dy.reshape(x3.shape), x3, alpha, mean, inv_std,
+                                                       batch_stats)
+    return dx3.reshape(dy.shape), dalpha
 
 
 def dice(x, alpha, running_mean=None, running_var=None, training: bool = False, momentum: float = 0.1,
@@ -291,8 +236,7 @@ def dice_backward(dy, x, alpha, running_mean=None, running_var=None, training: b
     them: in training they are not read; batch statistics are recomputed from x)."""
     alpha = _as_alpha(alpha)
     x, x3 = _dice_input("dice_backward", x, alpha)
-    if is_cuda(x):
-        dy = check_grad("dice_backward", dy, x.shape, x.dtype, like=x)
+    dy = check_dy("dice_backward", dy, x)
     mean, _, inv_std, batch_stats = _dice_statistics("dice_backward", x3, running_mean, running_var,
                                                      training, eps)
     return _dice_backward(dy, x3, alpha, mean, inv_std, batch_stats)
@@ -383,7 +327,7 @@ class GELU(_Activation):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        _gelu_kernels(f"GELU(approximate={approximate!r})", approximate)
+        _gelu_kind(f"GELU(approximate={approximate!r})", approximate)
         self.approximate = approximate
 
     def _forward(self, x):

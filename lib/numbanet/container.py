@@ -29,22 +29,9 @@ from collections import OrderedDict
 import numpy as np
 
 from ._validate import as_float_array, check_grad
-from .device import device_of, is_cuda
+from .device import device_of
+from .kernels import backend
 from .module import Module
-
-
-def _cuda():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
-    from .kernels.cuda import container as cuda_container
-    return cuda_container
-
-
-def _concatenate(arrays: list, axis: int):
-    return _cuda().concatenate(arrays, axis) if is_cuda(arrays[0]) else np.concatenate(arrays, axis=axis)
-
-
-def _split(a, sizes: list, axis: int) -> list:
-    return _cuda().split(a, sizes, axis) if is_cuda(a) else np.split(a, np.cumsum(sizes)[:-1], axis=axis)
 
 
 def _require_module(owner: str, what: str, value) -> Module:
@@ -96,7 +83,7 @@ class Sequential(_Children):
     def forward(self, x: np.ndarray) -> np.ndarray:
         for module in self:
             x = module(x)
-        self._cache = (np.shape(x), x.dtype if is_cuda(x) else np.asarray(x).dtype, device_of(x))
+        self._cache = (np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype, device_of(x))
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -142,14 +129,14 @@ class Concat(_Children):
         if len({out.dtype for out in outputs}) != 1:
             raise TypeError(f"{self.describe()}: branch outputs have different dtypes "
                             f"{[str(out.dtype) for out in outputs]}")
-        y = _concatenate(outputs, axis)
+        y = backend(outputs[0]).container.concatenate(outputs, axis)
         self._cache = (axis, [s[axis] for s in shapes], y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         axis, sizes, y_shape, dtype, device = self._saved()
         dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
-        pieces = _split(dout, sizes, axis)
+        pieces = backend(dout).container.split(dout, sizes, axis)
         grads = [branch.backward(piece) for branch, piece in zip(self._modules.values(), pieces)]
         return _sum_input_grads(self.describe(), grads)
 
@@ -163,12 +150,7 @@ def _sum_input_grads(owner: str, grads: list[np.ndarray]) -> np.ndarray:
     if len(set(shapes)) != 1:
         raise ValueError(f"{owner}.backward: the paths returned input gradients of different "
                          f"shapes {shapes}")
-    if is_cuda(grads[0]):
-        return _cuda().sum_arrays(grads)
-    total = grads[0].copy()
-    for grad in grads[1:]:
-        total += grad
-    return total
+    return backend(grads[0]).container.sum_arrays(grads)
 
 
 class Add(Module):
@@ -192,7 +174,7 @@ class Add(Module):
             which = "the input (identity shortcut)" if self.shortcut is None else "shortcut output"
             raise ValueError(f"{self.describe()}: body output shape {main.shape} does not match "
                              f"{which} shape {skip.shape}")
-        y = _cuda().add(main, skip) if is_cuda(main) else main + skip
+        y = backend(main).container.add(main, skip)
         self._cache = (y.shape, y.dtype, device_of(y))
         return y
 

@@ -116,13 +116,3 @@ def to_numpy(x) -> np.ndarray:
         from numba import cuda
         return cuda.as_cuda_array(x).copy_to_host()
     return np.asarray(x)
-
-
-def check_same_device(layer: str, x, param_array, name: str = "input") -> None:
-    """Raise a TypeError naming the layer and both devices when ``x`` and the parameter differ."""
-    x_dev, p_dev = device_of(x), device_of(param_array)
-    if x_dev != p_dev:
-        fix = ("move the model with model.to('cuda')" if x_dev == CUDA
-               else "move the input with numbanet.to_device(x, 'cuda')")
-        raise TypeError(f"{layer}: {name} is on {x_dev} but the layer's parameters are on {p_dev}; "
-                           f"{fix} (or bring both to the CPU with model.to('cpu') and numbanet.to_numpy)")

@@ -29,8 +29,9 @@ epoch, after the epoch's optimizer steps), by PyTorch's closed forms::
     MultiStepLR:       lr = lr₀·γ^(number of milestones ≤ e)
     CosineAnnealingLR: lr = η_min + (lr₀ − η_min)·(1 + cos(π·e / T_max)) / 2
 
-Kernels (elementwise, in place): ``numbanet.kernels.cpu.optim``; for parameters on the GPU
-``numbanet.kernels.cuda.optim``, with the optimizer state created on the parameters' device.
+Kernels (elementwise, in place): ``backend(param.data).optim``, i.e. ``numbanet.kernels.cpu.optim``
+or, for parameters on the GPU, ``numbanet.kernels.cuda.optim`` (update formulas in
+``numbanet.kernels.formulas``), with the optimizer state created on the parameters' device.
 """
 from __future__ import annotations
 
@@ -41,19 +42,8 @@ import numpy as np
 
 from ._validate import contiguous
 from .device import device_of, is_cuda, to_device, to_numpy
-from .kernels.cpu import optim as cpu
+from .kernels import backend
 from .tensor import Parameter
-
-
-def _gpu():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
-    from .kernels.cuda import optim as cuda_optim
-    return cuda_optim
-
-
-def _kernels(param: Parameter):
-    """The update kernels for the parameter's device (the CPU and CUDA modules share names and arguments)."""
-    return _gpu() if is_cuda(param.data) else cpu
 
 
 def _parameter_list(owner: str, params) -> list[Parameter]:
@@ -87,11 +77,6 @@ def _flat(array: np.ndarray) -> np.ndarray:
     if not (array.is_c_contiguous() if is_cuda(array) else array.flags.c_contiguous):
         raise ValueError("optimizer: parameter data must be C-contiguous to be updated in place")
     return array.reshape(-1)
-
-
-def _zeros_like(array):
-    """Zeros of ``array``'s shape and dtype on its device: optimizer state lives beside its parameter."""
-    return _gpu().zeros_like(array) if is_cuda(array) else np.zeros_like(array)
 
 
 def _is_array(value) -> bool:
@@ -130,7 +115,7 @@ class Optimizer:
         """(state[key] as a flat array in the parameter's dtype, whether it was just created as zeros)."""
         buf = state.get(key)
         if buf is None:
-            buf = state[key] = _zeros_like(param.data)
+            buf = state[key] = backend(param.data).tensor.zeros_like(param.data)  # beside its parameter
             return _flat(buf), True
         if buf.dtype != param.dtype or device_of(buf) != param.device:
             # the model was converted with .to(dtype) or .to(device) since the last step
@@ -199,7 +184,7 @@ class SGD(Optimizer):
 
     def _update(self, param: Parameter, state: dict) -> None:
         data, grad = _flat(param.data), contiguous(param.grad).reshape(-1)
-        kernels = _kernels(param)
+        kernels = backend(param.data).optim
         if self.momentum == 0:
             kernels.sgd(data, grad, self.lr, self.weight_decay)
             return
@@ -237,9 +222,9 @@ class Adam(Optimizer):
             l2, decay_factor = 0.0, 1.0 - self.lr * self.weight_decay
         else:
             l2, decay_factor = self.weight_decay, 1.0
-        _kernels(param).adam(_flat(param.data), contiguous(param.grad).reshape(-1), exp_avg, exp_avg_sq,
-                             self.lr / (1.0 - beta1**step), beta1, beta2, self.eps, math.sqrt(1.0 - beta2**step),
-                             l2, decay_factor)
+        backend(param.data).optim.adam(_flat(param.data), contiguous(param.grad).reshape(-1), exp_avg,
+                                       exp_avg_sq, self.lr / (1.0 - beta1**step), beta1, beta2, self.eps,
+                                       math.sqrt(1.0 - beta2**step), l2, decay_factor)
 
 
 class AdamW(Adam):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .device import Device, device_of, is_cuda, to_device, to_numpy
+from .kernels import backend
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -24,7 +25,7 @@ class Parameter:
             if data.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
             self.data = data
-            self.grad = _cuda_common().zeros(data.shape, data.dtype)
+            self.grad = backend(data).tensor.zeros_like(data)
             return
         data = np.asarray(data)
         if data.dtype not in FLOAT_DTYPES:
@@ -50,17 +51,11 @@ class Parameter:
         return device_of(self.data)
 
     def zero_grad(self) -> None:
-        if is_cuda(self.grad):
-            _cuda_common().fill(self.grad, 0)
-        else:
-            self.grad[...] = 0
+        backend(self.grad).tensor.fill(self.grad, 0)
 
     def add_grad(self, g) -> None:
         """grad += g (g on the parameter's device, same shape): what every backward does."""
-        if is_cuda(self.grad):
-            _cuda_common().accumulate(self.grad, g)
-        else:
-            self.grad += g
+        backend(self.grad).tensor.accumulate(self.grad, g)
 
     def astype(self, dtype) -> None:
         """Convert value and gradient in place of the attributes (used by ``Module.to``).
@@ -79,8 +74,3 @@ class Parameter:
         where = ", device='cuda'" if is_cuda(self.data) else ""
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{where})"
 
-
-def _cuda_common():
-    """The CUDA helper kernels, imported only once a parameter is on the GPU."""
-    from .kernels.cuda import _common
-    return _common

@@ -8,7 +8,8 @@ import pytest
 
 import numbanet as nb
 from numbanet import nn
-from numbanet.device import CPU, CUDA, Device, check_same_device, device_of, is_cuda, to_device, to_numpy
+from numbanet._validate import check_device
+from numbanet.device import CPU, CUDA, Device, device_of, is_cuda, to_device, to_numpy
 
 
 def test_device_names_and_equality():
@@ -108,7 +109,7 @@ def test_mixed_devices_name_the_layer_and_both_devices(rng):
                                         r"on cuda; move the input with numbanet.to_device\(x, 'cuda'\)"):
         layer(x)
     with pytest.raises(TypeError, match="my_layer: weight is on cpu but the layer's parameters are on cuda"):
-        check_same_device("my_layer", x, layer.weight.data, name="weight")
+        check_device("my_layer", x, layer.weight.data, name="weight")
 
 
 def test_non_contiguous_device_arrays_are_refused_clearly(rng):

@@ -1,5 +1,5 @@
 """Numba CUDA kernels.  Each module matches a layer module of the same name in ``numbanet``
-and a CPU module in ``numbanet.kernels.cpu``.
+and a CPU module in ``numbanet.kernels.cpu``; ``numbanet.kernels.backend(x)`` picks one.
 
 Every module exports public functions with the names and signatures of the layer
 module's functional API (``conv2d``, ``max_pool2d_backward``, ...), taking and
@@ -16,3 +16,4 @@ needs):
 * one thread per output element, which *gathers* its inputs in a fixed order: no
   atomics, so every result is bit-identical from run to run.
 """
+from . import activation, container, conv, dropout, linear, loss, norm, optim, pooling, tensor  # noqa: F401,E402
