@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install "$(TORCH)" -e ".[test]"
+	$(PIP) install "$(TORCH)" -e ".[test,mkl]"
 	touch $@
 
 venv: $(VENV)/bin/python
@@ -45,9 +45,13 @@ lab: install
 # Everything CI runs.  pytest exits 5 when it collects nothing: a failure here too.
 test: test-unit test-sim test-book test-grading
 
-# Unit and oracle tests, on both cores.
+# Unit and oracle tests, on both cores, with MKL's matrix product (the test venv has the mkl
+# extra); then the oracle tests of every op that multiplies through BLAS again with OpenBLAS,
+# which is what an install without the extra uses.
+BLAS_TESTS := tests/test_blas.py tests/test_conv.py tests/test_linear.py tests/test_threads.py tests/test_models.py
 test-unit: install-test
 	$(PY) -m pytest -n $(JOBS) -m "not gpu and not slow" --ignore=tests/book --ignore=tests/grading
+	NUMBANET_BLAS=openblas $(PY) -m pytest -n $(JOBS) -m "not gpu and not slow" $(BLAS_TESTS)
 
 # The CUDA kernels in numba's CUDA simulator (tests/cuda, tiny shapes; the unit run skips that
 # folder without a GPU).  A second process: the simulator is chosen before numba is imported.

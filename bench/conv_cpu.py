@@ -69,7 +69,7 @@ def _task_gemms(a, b, c, tasks):
     slots = b.shape[0]
     for slot in prange(slots):
         for _ in range(slot, tasks, slots):
-            np.dot(a, b[slot], c[slot])
+            blas.gemm(a, b[slot], c[slot])
 
 
 def lowering_gemms(op, n, c, k, h, w, ks, s, p, itemsize):
@@ -156,7 +156,7 @@ def main() -> int:
                              ratio, th_min / nb_min, gemm_med * 1e3, th_med / gemm_med))
     load_after = os.getloadavg()
     print(f"conv2d {dtype}, {ARGS.threads} threads, median of {ARGS.repeats} interleaved runs "
-          f"(torch {torch.__version__}, numpy {np.__version__}); load average {load_before[0]:.1f} before, "
+          f"(numbanet BLAS: {blas.blas_backend()}; torch {torch.__version__}, numpy {np.__version__}); load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after (on {os.cpu_count()} CPUs)")
     header = (f"{'shape':30s} {'op':8s} {'numbanet ms':>11s} {'torch ms':>9s} {'nb GF/s':>8s} {'th GF/s':>8s} "
               f"{'torch/nb':>9s} {'min ratio':>9s} {'GEMM ms':>8s} {'ceiling':>8s}")
@@ -175,6 +175,7 @@ def main() -> int:
                 "gemm_ms", "ceiling")
         with open(ARGS.json, "w") as f:
             json.dump({"threads": ARGS.threads, "repeats": ARGS.repeats, "dtype": str(dtype),
+                       "blas": blas.blas_backend(),
                        "load_average": {"before": load_before, "after": load_after},
                        "rows": [dict(zip(keys, row)) for row in rows], "geometric_mean": geo,
                        "geometric_mean_of_min": geo_min, "geometric_mean_ceiling": geo_ceiling}, f, indent=1)

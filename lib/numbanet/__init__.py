@@ -16,9 +16,10 @@ from . import functional, nn, optim
 from .gradcheck import gradcheck
 from .summary import summary
 from .checkpoint import load, save
+from .kernels.cpu.blas import blas_backend
 from . import data, models, train
 
 __version__ = "0.1.0"
-__all__ = ["Module", "Parameter", "data", "functional", "gradcheck", "load", "manual_seed", "models",
+__all__ = ["Module", "Parameter", "blas_backend", "data", "functional", "gradcheck", "load", "manual_seed", "models",
            "nn", "optim", "save", "summary", "train"]
 __all__ += ["device", "to_device", "to_numpy"]

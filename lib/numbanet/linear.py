@@ -14,8 +14,8 @@ Backward, with dy = ∂L/∂y reshaped to rows dY (M, out)::
 ``Flatten`` only changes the shape, so its backward reshapes dy back to the
 input's shape.
 
-CPU kernels: ``numbanet.kernels.cpu.linear`` (the products are BLAS calls through
-``numpy.matmul``; Numba adds the bias and reduces its gradient).  CUDA kernels:
+CPU kernels: ``numbanet.kernels.cpu.linear`` (the products are single-threaded BLAS calls on
+blocks of rows in parallel; Numba adds the bias and reduces its gradient).  CUDA kernels:
 ``numbanet.kernels.cuda.linear`` (tiled shared-memory GEMMs), used for device arrays.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from . import init
 from ._validate import as_float_array, check_device, check_dtype_match, check_grad, contiguous
 from .device import device_of, is_cuda
-from .kernels.cpu import linear as cpu
+from .kernels.cpu import blas, linear as cpu
 from .module import Module
 from .tensor import Parameter
 
@@ -65,7 +65,10 @@ def linear(x, weight, bias=None, *, name: str = "linear") -> np.ndarray:
     if is_cuda(x):
         return _cuda().linear(x, weight, bias)
     out_features, in_features = weight.shape
-    y = np.matmul(x.reshape(-1, in_features), weight.T)
+    rows = x.reshape(-1, in_features)
+    y = np.empty((rows.shape[0], out_features), x.dtype)
+    with blas.single_threaded():
+        cpu.matmul(rows, weight.T, y)
     if bias is not None:
         cpu.add_row_bias(y, np.ascontiguousarray(bias, dtype=x.dtype))
     return y.reshape(*x.shape[:-1], out_features)
@@ -84,8 +87,12 @@ def linear_backward(dy, x, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.ascontiguousarray(x, dtype=weight.dtype)
     out_features, in_features = weight.shape
     dy_rows = np.ascontiguousarray(dy, dtype=weight.dtype).reshape(-1, out_features)
-    dx = np.matmul(dy_rows, weight).reshape(x.shape)
-    dw = np.matmul(dy_rows.T, x.reshape(-1, in_features))
+    dx = np.empty((dy_rows.shape[0], in_features), weight.dtype)
+    dw = np.empty((out_features, in_features), weight.dtype)
+    with blas.single_threaded():
+        cpu.matmul(dy_rows, weight, dx)
+        cpu.matmul(dy_rows.T, x.reshape(-1, in_features), dw)
+    dx = dx.reshape(x.shape)
     db = np.empty(out_features, weight.dtype)
     cpu.column_sum(dy_rows, db)
     return dx, dw, db

@@ -1,25 +1,201 @@
-"""Single-threaded BLAS for the duration of a parallel kernel that calls BLAS itself.
+"""The matrix product behind every CPU convolution and linear layer: ``gemm``, callable from ``@njit``.
 
-The convolution kernels (``numbanet.kernels.cpu.conv``) call BLAS (``np.dot`` inside
-``@njit``, which Numba routes to SciPy's BLAS) from every parallel iteration at once;
-each call must then use one thread, or 2 iterations x 2 BLAS threads would fight over
-2 cores.  threadpoolctl finds every BLAS library loaded in the process (SciPy's and
-NumPy's copies of OpenBLAS with pip wheels, one shared library with conda, or MKL) and
-sets, then restores, their thread counts: ~10 µs per call.
+Two BLAS libraries can serve it, chosen once per process:
+
+* ``"mkl"``: Intel MKL's ``?gemm`` from ``libmkl_rt`` (``pip install "numbanet[mkl]"``), in its
+  sequential threading layer.  Used by default when the library is found.
+* ``"openblas"``: SciPy's BLAS (the OpenBLAS that SciPy's wheels bundle), which is also what
+  ``np.dot`` inside ``@njit`` calls.
+
+``NUMBANET_BLAS=openblas|mkl`` overrides the choice; :func:`blas_backend` says which is in use.
+
+How the compiled kernels reach the library: they call the external symbols ``numbanet_sgemm`` and
+``numbanet_dgemm`` (Fortran ``?gemm`` signature), which this module binds to the chosen library's
+function with ``llvmlite.binding.add_symbol`` at import, before any kernel is compiled or loaded.
+A cached kernel refers to the symbol by name, so ``cache=True`` works, and the same cache serves
+both backends.  (A ctypes function object would be baked into the machine code as an address,
+which Numba refuses to cache.)
+
+The kernels call ``gemm`` from every parallel iteration at once; each call must then use one thread.
+MKL's sequential layer never starts threads; for OpenBLAS the caller wraps the kernel in
+:func:`single_threaded`.  With one thread per call the result of a product does not depend on the
+thread count, so the kernels stay bit-identical on 1 and 2 threads for either backend.
 """
 from __future__ import annotations
 
+import ctypes
+import glob
+import os
+import sys
 from contextlib import contextmanager
 
-import scipy.linalg.cython_blas  # noqa: F401  (loaded before the controller looks: Numba's np.dot uses it)
+import llvmlite.binding as llvm
+import numpy as np
+import scipy.linalg.cython_blas as _scipy_blas
+from numba import njit, types
+from numba.core.errors import TypingError
+from numba.extending import overload
 from threadpoolctl import ThreadpoolController
+
+__all__ = ["gemm", "blas_backend", "single_threaded"]
+
+_MKL_SEQUENTIAL = 1   # MKL_THREADING_SEQUENTIAL, for mkl_set_threading_layer
+_MKL_LP64 = 0         # MKL_INTERFACE_LP64: 32-bit integers, as SciPy's BLAS takes
+_BACKENDS = ("mkl", "openblas")
+
+
+def _find_mkl() -> str | None:
+    """Path of libmkl_rt: in this environment's lib folder (the PyPI ``mkl`` wheel) or on the loader path."""
+    patterns = [os.path.join(sys.prefix, "lib", "libmkl_rt.so*"),
+                os.path.join(sys.prefix, "lib", "libmkl_rt*.dylib"),
+                os.path.join(sys.prefix, "Library", "bin", "mkl_rt*.dll")]
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    import ctypes.util
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _scipy_function(name: str) -> int:
+    """Address of SciPy's Fortran BLAS routine ``name`` (from ``scipy.linalg.cython_blas``)."""
+    capsule = _scipy_blas.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+def _mkl_functions(path: str) -> tuple[int, int]:
+    library = ctypes.CDLL(path)
+    library.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+    library.MKL_Set_Interface_Layer.argtypes = [ctypes.c_int]
+    library.MKL_Set_Interface_Layer(_MKL_LP64)
+    library.MKL_Set_Threading_Layer(_MKL_SEQUENTIAL)
+    return (ctypes.cast(library.sgemm_, ctypes.c_void_p).value,
+            ctypes.cast(library.dgemm_, ctypes.c_void_p).value)
+
+
+def _choose() -> str:
+    wanted = os.environ.get("NUMBANET_BLAS", "").strip().lower()
+    if wanted and wanted not in _BACKENDS:
+        raise ValueError(f"NUMBANET_BLAS must be one of {', '.join(_BACKENDS)}, got {wanted!r}")
+    mkl = _find_mkl()
+    if wanted == "mkl" and mkl is None:
+        raise ImportError("NUMBANET_BLAS=mkl, but libmkl_rt was not found: pip install 'numbanet[mkl]'")
+    if wanted != "openblas" and mkl is not None:
+        try:
+            sgemm, dgemm = _mkl_functions(mkl)
+        except (OSError, AttributeError) as error:
+            if wanted == "mkl":
+                raise ImportError(f"NUMBANET_BLAS=mkl, but {mkl} could not be used: {error}") from error
+        else:
+            llvm.add_symbol("numbanet_sgemm", sgemm)
+            llvm.add_symbol("numbanet_dgemm", dgemm)
+            return "mkl"
+    llvm.add_symbol("numbanet_sgemm", _scipy_function("sgemm"))
+    llvm.add_symbol("numbanet_dgemm", _scipy_function("dgemm"))
+    return "openblas"
+
+
+_BACKEND = _choose()
+
+
+def blas_backend() -> str:
+    """The BLAS library numbanet's CPU kernels multiply with: ``"mkl"`` or ``"openblas"``."""
+    return _BACKEND
+
+
+_p = types.voidptr
+_gemm_signature = types.void(_p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p)
+_sgemm = types.ExternalFunction("numbanet_sgemm", _gemm_signature)
+_dgemm = types.ExternalFunction("numbanet_dgemm", _gemm_signature)
+_NO_TRANSPOSE, _TRANSPOSE = ord("N"), ord("T")
+
+
+@njit(cache=True)
+def _operand(x):
+    """(flag, leading dimension) of a 2-D operand, as the column-major BLAS sees its transpose.
+
+    A row-major (r, c) matrix with row stride L is the column-major (c, r) matrix xᵀ with
+    leading dimension L ("N"); a column-major one (a transposed view, ``a.T``) is stored as x
+    itself, so xᵀ is "T" of it.
+    """
+    rows, cols = x.shape
+    item = x.itemsize
+    if cols == 1 or x.strides[1] == item:
+        return _NO_TRANSPOSE, max(x.strides[0] // item if rows > 1 else cols, cols, 1)
+    if rows == 1 or x.strides[0] == item:
+        return _TRANSPOSE, max(x.strides[1] // item if cols > 1 else rows, rows, 1)
+    raise ValueError("gemm: each operand must have unit stride along one axis (a matrix or its transpose)")
+
+
+@njit(cache=True)
+def gemm(a, b, out, beta=0.0):
+    """out = a @ b + beta * out, for a (M, K), b (K, N), out (M, N) of one float dtype.
+
+    ``a`` and ``b`` may be row-major or transposed views (``x.T``), with any row stride;
+    ``out`` must be row-major.  One BLAS call, on the calling thread only.  ``beta=1``
+    accumulates into ``out`` (a weight gradient's partial sum, with no extra pass).
+    Row-major C = A B is computed as the column-major product Cᵀ = Bᵀ Aᵀ.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("gemm: shapes do not agree: a (M, K) @ b (K, N) -> out (M, N)")
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0.0:
+            out[:, :] = 0
+        else:
+            out[:, :] *= beta
+        return
+    if n > 1 and out.strides[1] != out.itemsize:
+        raise ValueError("gemm: out must be row-major")
+    flag_b, ld_b = _operand(b)
+    flag_a, ld_a = _operand(a)
+    ints = np.empty(6, np.int32)
+    ints[0], ints[1], ints[2] = n, m, k
+    ints[3], ints[4] = ld_b, ld_a
+    ints[5] = max(out.strides[0] // out.itemsize if m > 1 else n, n, 1)
+    flags = np.empty(2, np.uint8)
+    flags[0], flags[1] = flag_b, flag_a
+    scalars = np.empty(2, out.dtype)
+    scalars[0], scalars[1] = 1.0, beta
+    _call_gemm(a, b, out, flags, ints, scalars)
+
+
+def _call_gemm(a, b, out, flags, ints, scalars):
+    """The Fortran ?gemm call for these operands' dtype (the routine is chosen when compiled)."""
+
+
+@overload(_call_gemm)
+def _call_gemm_for_types(a, b, out, flags, ints, scalars):
+    if not (a.dtype == b.dtype == out.dtype and out.dtype in (types.float32, types.float64)):
+        raise TypingError(f"gemm: a, b and out must all be float32 or all float64, got "
+                          f"{a.dtype}, {b.dtype}, {out.dtype}")
+    routine = _sgemm if out.dtype == types.float32 else _dgemm
+
+    def call(a, b, out, flags, ints, scalars):
+        routine(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+                scalars[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes,
+                scalars[1:].ctypes, out.ctypes, ints[5:].ctypes)
+    return call
+
 
 _controller: ThreadpoolController | None = None
 
 
 @contextmanager
 def single_threaded():
-    """Run the block with every BLAS library in the process limited to one thread."""
+    """Run the block with every BLAS library in the process limited to one thread.
+
+    threadpoolctl finds every BLAS library loaded in the process (SciPy's and NumPy's copies of
+    OpenBLAS with pip wheels, one shared library with conda, or MKL) and sets, then restores,
+    their thread counts: ~10 µs per call.
+    """
     global _controller
     if _controller is None:
         _controller = ThreadpoolController()

@@ -27,8 +27,8 @@ builds a padded copy of the input: x_pad is read from x, with zeros where it is 
 consecutive samples (``per_task``, chosen by the caller so that a task's matrices
 take about a megabyte).  Parallel iteration s of ``slots`` takes tasks s, s + slots,
 ...; for each it lowers its samples into its own slice of ``workspace``, multiplies
-with one BLAS call (``np.dot``) and writes its part of the result while the data is
-still in that core's cache.  The caller makes BLAS single-threaded for the call
+with one BLAS call (``blas.gemm``: MKL or OpenBLAS, see ``blas.blas_backend``) and writes
+its part of the result while the data is still in that core's cache.  The caller makes BLAS single-threaded for the call
 (``numbanet.kernels.cpu.blas.single_threaded``): the parallelism is across tasks.
 Measured on 2 cores against a parallel kernel per step with a 2-thread GEMM in
 between: the thread pool starts once per convolution instead of three times per
@@ -46,6 +46,8 @@ the same on 1 or 2 threads.
 """
 import numpy as np
 from numba import njit, prange
+
+from .blas import gemm
 
 # Partial sums of a weight gradient: a fixed count, so that the summation order (and so
 # the float result) does not depend on how many threads run the groups.
@@ -318,7 +320,7 @@ def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
             rows = _matrix(workspace[slot], channels * kw, columns)
             z = _matrix(workspace[slot, channels * kw * columns:], kh * k, columns)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
-            np.dot(w_rows, rows, z)
+            gemm(w_rows, rows, z)
             _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
 
 
@@ -347,7 +349,7 @@ def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
             product = _matrix(workspace[group, (channels * kw + kh * k) * columns:], kh * k, channels * kw)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
             _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
-            np.dot(shifted, rows.T, product)
+            gemm(shifted, rows.T, product)
             _add_into(acc, product)
 
 
@@ -369,7 +371,7 @@ def im2col_conv(x, w2, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace
             cols = _matrix(workspace[slot], channels * kh * kw, columns)
             y = _matrix(workspace[slot, channels * kh * kw * columns:], k, columns)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            np.dot(w2, cols, y)
+            gemm(w2, cols, y)
             _unfold_output(y, n0, n1, bias, out)
 
 
@@ -390,7 +392,7 @@ def col2im_input_grad(dy, w2t, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspa
             grad = _matrix(workspace[slot], k, columns)
             dcols = _matrix(workspace[slot, k * columns:], channels * kh * kw, columns)
             _channel_major(dy, n0, n1, grad)
-            np.dot(w2t, grad, dcols)
+            gemm(w2t, grad, dcols)
             _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx)
 
 
@@ -415,7 +417,7 @@ def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspac
             product = _matrix(workspace[group, (k + channels * kh * kw) * columns:], k, channels * kh * kw)
             _channel_major(dy, n0, n1, grad)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            np.dot(grad, cols.T, product)
+            gemm(grad, cols.T, product)
             _add_into(acc, product)
 
 
@@ -428,7 +430,7 @@ def pointwise_conv(x, w2, bias, out):
     n_batch, channels, positions = out.shape
     for n in prange(n_batch):
         dst = out[n]
-        np.dot(w2, x[n], dst)
+        gemm(w2, x[n], dst)
         for k in range(channels):
             b = bias[k]
             row = dst[k]
@@ -440,7 +442,7 @@ def pointwise_conv(x, w2, bias, out):
 def pointwise_matmul(w2t, dy, dx):
     """dx[n] = w2t (C, K) @ dy[n] (K, P) for every sample: a 1x1 stride-1 convolution's input gradient."""
     for n in prange(dy.shape[0]):
-        np.dot(w2t, dy[n], dx[n])
+        gemm(w2t, dy[n], dx[n])
 
 
 @njit(parallel=True, cache=True)
@@ -454,5 +456,5 @@ def pointwise_weight_grad(dy, x, workspace, partials):
         acc[:, :] = 0
         product = _matrix(workspace[group], k, channels)
         for n in range(group, n_batch, groups):
-            np.dot(dy[n], x[n].T, product)
+            gemm(dy[n], x[n].T, product)
             _add_into(acc, product)

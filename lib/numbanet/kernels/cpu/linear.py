@@ -1,10 +1,34 @@
 """CPU kernels for the fully connected layer (layer: ``numbanet.linear``).
 
-The two matrix products (y = x Wᵀ, dx = dy W, dW = dyᵀ x) run in BLAS through
-``numpy.matmul``; what is left for Numba is the bias: adding it to every row
-of the output and summing the upstream gradient over the rows.
+The three matrix products (y = x Wᵀ, dx = dy W, dW = dyᵀ x) are ``matmul``: the rows of the
+result are cut into a few blocks, and each parallel iteration multiplies one block with a
+single-threaded BLAS call (``blas.gemm``: MKL or OpenBLAS).  The blocks depend on the shape only,
+and every element is computed by one call, so the result does not depend on the thread count.
+What is left for Numba is the bias: adding it to every row of the output and summing the
+upstream gradient over the rows.
 """
 from numba import njit, prange
+
+from .blas import gemm
+
+# Row blocks of a product: at most this many, of at least _BLOCK_ROWS rows (a function of the
+# shape only, so that the result is the same on any thread count).
+_MAX_BLOCKS = 8
+_BLOCK_ROWS = 16
+
+
+@njit(parallel=True, cache=True)
+def matmul(a, b, out):
+    """out (M, N) = a (M, K) @ b (K, N); a and b row-major or transposed views (``x.T``).
+
+    The M rows go to up to 8 blocks of >= 16 rows, one BLAS call per block.
+    """
+    rows = out.shape[0]
+    blocks = max(1, min(_MAX_BLOCKS, rows // _BLOCK_ROWS))
+    for block in prange(blocks):
+        r0 = block * rows // blocks
+        r1 = (block + 1) * rows // blocks
+        gemm(a[r0:r1], b, out[r0:r1])
 
 
 @njit(parallel=True, cache=True)
