@@ -82,11 +82,11 @@ def _per_task(n: int, sample_bytes: int) -> int:
     return -(-n // tasks)
 
 
-def _tasks(n: int, sample_elements: int, dtype, slots: int, extra: int = 0) -> tuple[int, np.ndarray]:
+def _tasks(n: int, sample_elements: int, dtype, slots: int) -> tuple[int, np.ndarray]:
     """(samples per task, workspace): a task holds ``sample_elements`` numbers per sample (its
-    lowered matrices), the workspace (slots, per_task*sample_elements + extra) one row per slot."""
+    lowered matrices), the workspace (slots, per_task*sample_elements) one row per slot."""
     per_task = _per_task(n, sample_elements * np.dtype(dtype).itemsize)
-    return per_task, scratch("conv.workspace", (slots, per_task * sample_elements + extra), dtype)
+    return per_task, scratch("conv.workspace", (slots, per_task * sample_elements), dtype)
 
 
 def _slots() -> int:
@@ -212,12 +212,11 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bo
     if _is_pointwise((kh, kw), stride, padding):
         partials = np.empty((groups, k, c), x.dtype)
         with blas.single_threaded():
-            cpu.pointwise_weight_grad(dy3, x.reshape(n, c, -1), scratch("conv.workspace", (groups, k * c), x.dtype),
-                                      partials)
+            cpu.pointwise_weight_grad(dy3, x.reshape(n, c, -1), partials)
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
-    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups, extra=k * c * kh * kw)
+    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups)
     partials = np.empty((groups, k, c * kh * kw), x.dtype)
     with blas.single_threaded():
         cpu.im2col_weight_grad(dy3, x, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
@@ -237,7 +236,7 @@ def _backward_weight_row_shift(dy3: np.ndarray, x: np.ndarray, weight_shape, pad
     n, _, h, _ = x.shape
     block = (h + 2 * padding[0]) * wo
     groups = cpu.WEIGHT_GRAD_GROUPS
-    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups, extra=kh * k * c * kw)
+    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups)
     partials = np.empty((groups, kh * k, c * kw), x.dtype)
     with blas.single_threaded():
         cpu.row_shift_weight_grad(dy3, x, padding[0], padding[1], sw, wo, per_task, workspace, partials)

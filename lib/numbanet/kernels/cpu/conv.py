@@ -274,15 +274,6 @@ def _channel_major(a, n0, n1, out):
 
 
 @njit(cache=True)
-def _add_into(acc, a):
-    """acc += a for two C-contiguous 2-D arrays of one shape."""
-    rows, cols = acc.shape
-    for r in range(rows):
-        for c in range(cols):
-            acc[r, c] += a[r, c]
-
-
-@njit(cache=True)
 def _task_samples(task, per_task, n_batch):
     """(first sample, end sample) of task number ``task``."""
     first = task * per_task
@@ -328,8 +319,9 @@ def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
 def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
     """partials[g] ((kh*K), C*kw) = Σ over the tasks g, g + G, ... of dy_shift @ rowsᵀ (G = slots).
 
-    dy (N, K, Ho*wo), x (N, C, H, W) the forward input; workspace (G, per_task*Hp*Wo*(C*kw + kh*K)
-    + kh*K*C*kw).  The caller adds the G partial sums in order and rearranges to (K, C, kh, kw).
+    dy (N, K, Ho*wo), x (N, C, H, W) the forward input; workspace (G, per_task*Hp*Wo*(C*kw + kh*K)).
+    Each task's product is accumulated into its partial sum by the GEMM itself (beta = 1).  The
+    caller adds the G partial sums in order and rearranges to (K, C, kh, kw).
     """
     n_batch, channels, height, _ = x.shape
     k = dy.shape[1]
@@ -346,11 +338,9 @@ def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
             columns = (n1 - n0) * hp * wo
             rows = _matrix(workspace[group], channels * kw, columns)
             shifted = _matrix(workspace[group, channels * kw * columns:], kh * k, columns)
-            product = _matrix(workspace[group, (channels * kw + kh * k) * columns:], kh * k, channels * kw)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
             _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
-            gemm(shifted, rows.T, product)
-            _add_into(acc, product)
+            gemm(shifted, rows.T, acc, 1.0)
 
 
 @njit(parallel=True, cache=True)
@@ -400,7 +390,8 @@ def col2im_input_grad(dy, w2t, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspa
 def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, partials):
     """partials[g] (K, C*kh*kw) = Σ over the tasks g, g + G, ... of dy (K, n*P) @ im2col(x padded)ᵀ.
 
-    dy (N, K, Ho*Wo); workspace (G, per_task*Ho*Wo*(K + C*kh*kw) + K*C*kh*kw); the caller adds the partial sums in order.
+    dy (N, K, Ho*Wo); workspace (G, per_task*Ho*Wo*(K + C*kh*kw)); each task's product is accumulated
+    by the GEMM (beta = 1); the caller adds the partial sums in order.
     """
     n_batch, k, positions = dy.shape
     channels = x.shape[1]
@@ -414,11 +405,9 @@ def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspac
             columns = (n1 - n0) * positions
             grad = _matrix(workspace[group], k, columns)
             cols = _matrix(workspace[group, k * columns:], channels * kh * kw, columns)
-            product = _matrix(workspace[group, (k + channels * kh * kw) * columns:], k, channels * kh * kw)
             _channel_major(dy, n0, n1, grad)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            gemm(grad, cols.T, product)
-            _add_into(acc, product)
+            gemm(grad, cols.T, acc, 1.0)
 
 
 @njit(parallel=True, cache=True)
@@ -446,15 +435,12 @@ def pointwise_matmul(w2t, dy, dx):
 
 
 @njit(parallel=True, cache=True)
-def pointwise_weight_grad(dy, x, workspace, partials):
-    """partials[g] (K, C) = Σ_{n = g, g + G, ...} dy[n] (K, P) @ x[n]ᵀ (P, C); workspace (G, K*C)."""
+def pointwise_weight_grad(dy, x, partials):
+    """partials[g] (K, C) = Σ_{n = g, g + G, ...} dy[n] (K, P) @ x[n]ᵀ (P, C), accumulated by the GEMM."""
     n_batch = dy.shape[0]
-    k, channels = partials.shape[1], partials.shape[2]
     groups = partials.shape[0]
     for group in prange(groups):
         acc = partials[group]
         acc[:, :] = 0
-        product = _matrix(workspace[group], k, channels)
         for n in range(group, n_batch, groups):
-            gemm(dy[n], x[n].T, product)
-            _add_into(acc, product)
+            gemm(dy[n], x[n].T, acc, 1.0)
