@@ -26,17 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_float_array, check_grad, check_ndim, contiguous
-from ._workspace import scratch
 from .device import device_of, is_cuda
-from .kernels.cpu import dropout as cpu
+from .kernels import backend
 from .module import Module
 from .random import get_rng
-
-
-def _gpu():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
-    from .kernels.cuda import dropout as cuda_dropout
-    return cuda_dropout
 
 
 def _check_p(name: str, p) -> float:
@@ -51,21 +44,9 @@ def _scale(p: float, dtype) -> np.floating:
     return np.dtype(dtype).type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
 
 
-def _draw_mask(mask_shape, p: float, rng) -> np.ndarray:
-    """Boolean keep-mask of ``mask_shape``: True with probability 1 − p."""
-    uniform = scratch("dropout.uniform", mask_shape, np.float64)
-    get_rng(rng).random(out=uniform)
-    return uniform >= p
-
-
 def _apply_mask(x: np.ndarray, keep: np.ndarray, p: float) -> np.ndarray:
     """x · keep / (1 − p), keep broadcasting over trailing axes of x (per element or per plane)."""
-    if is_cuda(x):
-        return _gpu().apply_mask(x, keep, _scale(p, x.dtype))
-    out = np.empty_like(x)
-    groups = keep.size
-    cpu.apply_mask(x.reshape(groups, -1), keep.reshape(-1), _scale(p, x.dtype), out.reshape(groups, -1))
-    return out
+    return backend(x).dropout.apply_mask(x, keep, _scale(p, x.dtype))
 
 
 def _dropout(name: str, x, p, training: bool, rng, per_plane: bool, device_states=None):
@@ -82,10 +63,7 @@ def _dropout(name: str, x, p, training: bool, rng, per_plane: bool, device_state
         # The identity hands back the caller's own array, as PyTorch does.
         return (x if isinstance(x, np.ndarray) else checked), None
     mask_shape = (*checked.shape[:2], 1, 1) if per_plane else checked.shape
-    if is_cuda(checked):
-        keep = _gpu().draw_mask(mask_shape, p, get_rng(rng), device_states)
-    else:
-        keep = _draw_mask(mask_shape, p, rng)
+    keep = backend(checked).dropout.draw_mask(mask_shape, p, get_rng(rng), device_states)
     return _apply_mask(checked, keep, p), keep
 
 
@@ -141,7 +119,7 @@ class Dropout(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if is_cuda(x) and self._device_states is None:
-            self._device_states = _gpu().RandomStates()
+            self._device_states = backend(x).dropout.RandomStates()
         y, mask = _dropout(self.describe(), x, self.p, self.training, self.rng, self.per_plane,
                            self._device_states)
         self._cache = (y.shape, y.dtype, device_of(y), mask)

@@ -26,8 +26,8 @@ import numpy as np
 
 from . import init
 from ._validate import as_float_array, check_device, check_dtype_match, check_grad, contiguous
-from .device import device_of, is_cuda
-from .kernels.cpu import blas, linear as cpu
+from .device import device_of
+from .kernels import backend
 from .module import Module
 from .tensor import Parameter
 
@@ -48,12 +48,6 @@ def _check(name: str, x, weight) -> tuple[np.ndarray, np.ndarray]:
     return x, weight
 
 
-def _cuda():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
-    from .kernels.cuda import linear as cuda_linear
-    return cuda_linear
-
-
 def linear(x, weight, bias=None, *, name: str = "linear") -> np.ndarray:
     """y = x Wᵀ + b.
 
@@ -62,16 +56,7 @@ def linear(x, weight, bias=None, *, name: str = "linear") -> np.ndarray:
     """
     x, weight = _check(name, x, weight)
     check_device(name, x, bias)
-    if is_cuda(x):
-        return _cuda().linear(x, weight, bias)
-    out_features, in_features = weight.shape
-    rows = x.reshape(-1, in_features)
-    y = np.empty((rows.shape[0], out_features), x.dtype)
-    with blas.single_threaded():
-        cpu.matmul(rows, weight.T, y)
-    if bias is not None:
-        cpu.add_row_bias(y, np.ascontiguousarray(bias, dtype=x.dtype))
-    return y.reshape(*x.shape[:-1], out_features)
+    return backend(x).linear.linear(x, weight, bias)
 
 
 def linear_backward(dy, x, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,22 +65,8 @@ def linear_backward(dy, x, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dy: (*, out); x: (*, in) the forward input; weight: (out, in)
     -> dx: (*, in), dw: (out, in), db: (out,).
     """
-    if is_cuda(dy) or is_cuda(x) or is_cuda(weight):
-        check_device("linear_backward", dy, x, weight, name="dy")
-        return _cuda().linear_backward(dy, x, weight)
-    weight = np.ascontiguousarray(weight)
-    x = np.ascontiguousarray(x, dtype=weight.dtype)
-    out_features, in_features = weight.shape
-    dy_rows = np.ascontiguousarray(dy, dtype=weight.dtype).reshape(-1, out_features)
-    dx = np.empty((dy_rows.shape[0], in_features), weight.dtype)
-    dw = np.empty((out_features, in_features), weight.dtype)
-    with blas.single_threaded():
-        cpu.matmul(dy_rows, weight, dx)
-        cpu.matmul(dy_rows.T, x.reshape(-1, in_features), dw)
-    dx = dx.reshape(x.shape)
-    db = np.empty(out_features, weight.dtype)
-    cpu.column_sum(dy_rows, db)
-    return dx, dw, db
+    check_device("linear_backward", dy, x, weight, name="dy")
+    return backend(dy).linear.linear_backward(dy, x, weight)
 
 
 class Linear(Module):

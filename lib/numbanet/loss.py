@@ -28,16 +28,10 @@ import math
 
 import numpy as np
 
-from ._validate import as_float_array, check_ndim
+from ._validate import as_float_array, check_device, check_ndim
 from .device import device_of, is_cuda, to_device, to_numpy
-from .kernels.cpu import loss as cpu
+from .kernels import backend
 from .module import Module
-
-
-def _gpu():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
-    from .kernels.cuda import loss as cuda_loss
-    return cuda_loss
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -63,14 +57,8 @@ def _scale(name: str, reduction: str, count: int, dloss) -> float:
 
 def _reduce(per_item_sums: np.ndarray, reduction: str, count: int) -> float:
     """The loss as a Python float; on the GPU the sum is taken there and only it is copied back."""
-    total = _gpu().total(per_item_sums) if is_cuda(per_item_sums) else float(np.sum(per_item_sums))
+    total = backend(per_item_sums).loss.total(per_item_sums)
     return total / count if reduction == "mean" else total
-
-
-def _check_same_device(name: str, prediction, target) -> None:
-    if device_of(target) != device_of(prediction):
-        raise TypeError(f"{name}: target is on {device_of(target)} but the input is on {device_of(prediction)}; "
-                        f"move the target with numbanet.to_device(target, '{device_of(prediction)}')")
 
 
 def _check_target_range(name: str, target: np.ndarray, classes: int) -> None:
@@ -97,23 +85,18 @@ def _check_cross_entropy(name: str, logits, target) -> tuple[np.ndarray, np.ndar
         raise ValueError(f"{name}: expected target of shape ({n},) (one class index per logits row), "
                          f"got shape {target.shape}")
     if is_cuda(target):
-        _check_same_device(name, logits, target)
+        check_device(name, target, logits, name="target", reference="the input is")
         return logits, target
     _check_target_range(name, target, classes)
     target = np.ascontiguousarray(target, dtype=np.int64)
-    return logits, (to_device(target, "cuda") if is_cuda(logits) else target)
+    return logits, to_device(target, device_of(logits))
 
 
 def _cross_entropy_rows(name: str, logits, target, label_smoothing: float):
     """(logits, target, logsumexp (N,), per-row losses (N,)) after validation."""
     logits, target = _check_cross_entropy(name, logits, target)
     smoothing = _check_smoothing(name, label_smoothing)
-    if is_cuda(logits):
-        return (logits, target, *_gpu().cross_entropy_rows(logits, target, smoothing))
-    logsumexp = np.empty(logits.shape[0])
-    losses = np.empty(logits.shape[0])
-    cpu.cross_entropy_forward(logits, target, smoothing, logsumexp, losses)
-    return logits, target, logsumexp, losses
+    return (logits, target, *backend(logits).loss.cross_entropy_rows(logits, target, smoothing))
 
 
 def _cross_entropy_loss(name: str, losses, target, classes: int, reduction: str) -> float:
@@ -148,11 +131,7 @@ def cross_entropy_backward(logits, target, label_smoothing: float = 0.0, reducti
         logits, target = _check_cross_entropy(name, logits, target)
     smoothing = _check_smoothing(name, label_smoothing)
     scale = _scale(name, reduction, logits.shape[0], dloss)
-    if is_cuda(logits):
-        return _gpu().cross_entropy_backward(logits, target, logsumexp, smoothing, scale)
-    dlogits = np.empty_like(logits)
-    cpu.cross_entropy_backward(logits, target, logsumexp, smoothing, scale, dlogits)
-    return dlogits
+    return backend(logits).loss.cross_entropy_backward(logits, target, logsumexp, smoothing, scale)
 
 
 class CrossEntropyLoss(Module):
@@ -195,7 +174,7 @@ def _check_mse(name: str, prediction, target) -> tuple[np.ndarray, np.ndarray]:
     if target.dtype != prediction.dtype:
         raise TypeError(f"{name}: target dtype {target.dtype} does not match the input dtype "
                         f"{prediction.dtype}")
-    _check_same_device(name, prediction, target)
+    check_device(name, target, prediction, name="target", reference="the input is")
     if prediction.size == 0:
         raise ValueError(f"{name}: expected a non-empty input, got shape {prediction.shape}")
     return prediction, target
@@ -205,11 +184,7 @@ def mse_loss(prediction, target, reduction: str = "mean", *, name: str = "mse_lo
     """Mean (or sum) of (prediction − target)² over every element -> float.  Both arrays of one shape."""
     _check_reduction(name, reduction)
     prediction, target = _check_mse(name, prediction, target)
-    if is_cuda(prediction):
-        return _reduce(_gpu().squared_error_partials(prediction, target), reduction, prediction.size)
-    partials = np.empty(-(-prediction.size // cpu.MSE_CHUNK))
-    cpu.squared_error_partials(prediction.reshape(-1), target.reshape(-1), partials)
-    return _reduce(partials, reduction, prediction.size)
+    return _reduce(backend(prediction).loss.squared_error_partials(prediction, target), reduction, prediction.size)
 
 
 def mse_loss_backward(prediction, target, reduction: str = "mean", dloss: float = 1.0,
@@ -218,11 +193,7 @@ def mse_loss_backward(prediction, target, reduction: str = "mean", dloss: float 
     _check_reduction(name, reduction)
     prediction, target = _check_mse(name, prediction, target)
     scale = _scale(name, reduction, prediction.size, dloss)
-    if is_cuda(prediction):
-        return _gpu().squared_error_backward(prediction, target, scale)
-    dprediction = np.empty_like(prediction)
-    cpu.squared_error_backward(prediction.reshape(-1), target.reshape(-1), scale, dprediction.reshape(-1))
-    return dprediction
+    return backend(prediction).loss.squared_error_backward(prediction, target, scale)
 
 
 class MSELoss(Module):

@@ -58,18 +58,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_float_array, check_device, check_dtype_match, check_grad
-from .device import is_cuda, to_numpy
-from ._workspace import scratch
 from .conv import Conv2d
-from .kernels.cpu import norm as cpu
+from .device import is_cuda, to_numpy
+from .kernels import backend
 from .module import Module
 from .tensor import Parameter
-
-
-def _gpu():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` does not import numba.cuda."""
-    from .kernels.cuda import norm as cuda_norm
-    return cuda_norm
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,32 +126,17 @@ def _block_statistics(x3: np.ndarray, rows: int, groups: int, eps: float):
 
     rows = 1: a block spans the batch; rows = N: one block per sample (see the kernels' docstring).
     """
-    if is_cuda(x3):
-        return _gpu().block_statistics(x3, rows, groups, eps)
-    mean = np.empty((rows, groups))
-    var = np.empty((rows, groups))
-    cpu.moments(x3, mean, var)
-    return mean, var, 1.0 / np.sqrt(var + eps)
+    return backend(x3).norm.block_statistics(x3, rows, groups, eps)
 
 
 def _fixed_statistics(running_mean, running_var, eps: float):
     """(mean, invstd), each (1, C) float64, from running statistics."""
-    if is_cuda(running_mean):
-        return _gpu().fixed_statistics(running_mean, running_var, eps)
-    mean = np.asarray(running_mean, np.float64).reshape(1, -1)
-    return mean, 1.0 / np.sqrt(np.asarray(running_var, np.float64).reshape(1, -1) + eps)
+    return backend(running_mean).norm.fixed_statistics(running_mean, running_var, eps)
 
 
 def _normalize(x, x3, mean, invstd, gamma, beta, fixed_statistics: bool):
     """(y, cache): y = γ·x̂ + β shaped like x (γ = 1, β = 0 when None); cache = ``_normalize_backward``'s args."""
-    if is_cuda(x3):
-        y3 = _gpu().normalize(x3, mean, invstd, gamma, beta)
-        return y3.reshape(x.shape), (x.shape, x3, mean, invstd, gamma, fixed_statistics)
-    channels = x3.shape[1]
-    gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
-    beta = np.zeros(channels, x3.dtype) if beta is None else beta
-    y3 = np.empty_like(x3)
-    cpu.normalize(x3, mean, invstd, gamma, beta, y3)
+    y3 = backend(x3).norm.normalize(x3, mean, invstd, gamma, beta)
     return y3.reshape(x.shape), (x.shape, x3, mean, invstd, gamma, fixed_statistics)
 
 
@@ -167,36 +145,15 @@ def _normalize_backward(dy, x_shape, x3, mean, invstd, gamma, fixed_statistics: 
 
     ``fixed_statistics``: mean and invstd are constants (running statistics), not functions of x.
     """
-    if is_cuda(x3):
-        dx3, dgamma, dbeta = _gpu().normalize_backward(dy.reshape(x3.shape), x3, mean, invstd, gamma,
-                                                       fixed_statistics)
-        return dx3.reshape(x_shape), dgamma, dbeta
-    channels = x3.shape[1]
-    gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
-    dy3 = np.ascontiguousarray(dy, dtype=x3.dtype).reshape(x3.shape)
-    dgamma, dbeta = np.empty(channels), np.empty(channels)
-    cpu.affine_param_grads(dy3, x3, mean, invstd, dgamma, dbeta)
-    if fixed_statistics:
-        sum_dxhat, sum_dxhat_xhat = np.zeros_like(mean), np.zeros_like(mean)
-    elif mean.shape == (1, channels):
-        # one block per channel spanning the batch (BatchNorm): the block sums are γ·dβ and γ·dγ
-        sum_dxhat, sum_dxhat_xhat = (gamma * dbeta)[None], (gamma * dgamma)[None]
-    else:
-        sum_dxhat, sum_dxhat_xhat = np.empty_like(mean), np.empty_like(mean)
-        cpu.block_grad_sums(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat)
-    dx3 = np.empty_like(x3)
-    cpu.normalized_input_grad(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx3)
-    return dx3.reshape(x_shape), dgamma.astype(x3.dtype), dbeta.astype(x3.dtype)
+    dx3, dgamma, dbeta = backend(x3).norm.normalize_backward(dy.reshape(x3.shape), x3, mean, invstd, gamma,
+                                                            fixed_statistics)
+    return dx3.reshape(x_shape), dgamma, dbeta
 
 
 def _update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
     """In place: running ← (1 − momentum)·running + momentum·new, where new is the average over the
     rows of the (R, C) block statistics, the variance made unbiased with m/(m − 1) (m = ``count``)."""
-    if is_cuda(running_mean):
-        _gpu().update_running(running_mean, running_var, mean, var, count, momentum)
-        return
-    running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
-    running_var[...] = (1 - momentum) * running_var + momentum * (var * count / (count - 1)).mean(axis=0)
+    backend(running_mean).norm.update_running(running_mean, running_var, mean, var, count, momentum)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,10 +163,7 @@ def _update_running(running_mean, running_var, mean, var, count: int, momentum: 
 
 def _count_batch(num_batches_tracked) -> None:
     """num_batches_tracked += 1, in place, on the device it lives on."""
-    if is_cuda(num_batches_tracked):
-        _gpu().count_batch(num_batches_tracked)
-    else:
-        num_batches_tracked[...] += 1
+    backend(num_batches_tracked).norm.count_batch(num_batches_tracked)
 
 
 def _affine_args(name: str, x, weight, bias, size: int):
@@ -402,29 +356,12 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, eps: float = 1e-5,
 
 def _lrn_scale(x3: np.ndarray, size: int, alpha: float, k: float, beta: float):
     """(y3, s) with s = k + (α/n)·Σ_window x² and y3 = x3·s^(−β), for x3 (N, C, P)."""
-    if is_cuda(x3):
-        return _gpu().lrn_scale(x3, size, alpha, k, beta)
-    squares = scratch("lrn.squares", x3.shape, x3.dtype)
-    np.multiply(x3, x3, out=squares)
-    scale = np.empty_like(x3)
-    cpu.channel_window_sum(squares, size // 2, (size - 1) // 2, scale)
-    y3 = np.empty_like(x3)
-    cpu.lrn_output(x3, scale, float(alpha) / size, float(beta), float(k), y3)
-    return y3, scale
+    return backend(x3).norm.lrn_scale(x3, size, alpha, k, beta)
 
 
 def _lrn_backward(dy3, x3, scale, size: int, alpha: float, beta: float) -> np.ndarray:
     """dx3 for y3 = x3·s^(−β) (formula in the module docstring); ``scale`` = s from the forward pass."""
-    if is_cuda(x3):
-        return _gpu().lrn_backward(dy3, x3, scale, size, alpha, beta)
-    terms = scratch("lrn.terms", x3.shape, x3.dtype)
-    cpu.lrn_grad_terms(dy3, x3, scale, float(beta), terms)
-    window_terms = scratch("lrn.window_terms", x3.shape, x3.dtype)
-    # channel c's window [c − ⌊n/2⌋, c + ⌊(n−1)/2⌋] holds j exactly when c lies in the mirrored one
-    cpu.channel_window_sum(terms, (size - 1) // 2, size // 2, window_terms)
-    dx3 = np.empty_like(x3)
-    cpu.lrn_input_grad(dy3, x3, scale, window_terms, float(beta), 2.0 * alpha * beta / size, dx3)
-    return dx3
+    return backend(x3).norm.lrn_backward(dy3, x3, scale, size, alpha, beta)
 
 
 def _check_lrn(name: str, x, size) -> np.ndarray:

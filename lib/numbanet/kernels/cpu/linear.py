@@ -5,11 +5,12 @@ result are cut into a few blocks, and each parallel iteration multiplies one blo
 single-threaded BLAS call (``blas.gemm``: MKL or OpenBLAS).  The blocks depend on the shape only,
 and every element is computed by one call, so the result does not depend on the thread count.
 What is left for Numba is the bias: adding it to every row of the output and summing the
-upstream gradient over the rows.
+upstream gradient over the rows.  The public functions are those of ``kernels.cuda.linear``.
 """
+import numpy as np
 from numba import njit, prange
 
-from .blas import gemm
+from .blas import gemm, single_threaded
 
 # Row blocks of a product: at most this many, of at least _BLOCK_ROWS rows (a function of the
 # shape only, so that the result is the same on any thread count).
@@ -31,8 +32,36 @@ def matmul(a, b, out):
         gemm(a[r0:r1], b, out[r0:r1])
 
 
+def linear(x, weight, bias=None):
+    """y = x Wᵀ + b for validated x (*, in), weight (out, in), bias (out,) or None -> y (*, out)."""
+    out_features, in_features = weight.shape
+    rows = x.reshape(-1, in_features)
+    y = np.empty((rows.shape[0], out_features), x.dtype)
+    with single_threaded():
+        matmul(rows, weight.T, y)
+    if bias is not None:
+        _add_row_bias(y, np.ascontiguousarray(bias, dtype=x.dtype))
+    return y.reshape(*x.shape[:-1], out_features)
+
+
+def linear_backward(dy, x, weight):
+    """(dx (*, in), dw (out, in), db (out,)) for y = linear(x, weight, bias) and dy (*, out)."""
+    weight = np.ascontiguousarray(weight)
+    x = np.ascontiguousarray(x, dtype=weight.dtype)
+    out_features, in_features = weight.shape
+    dy_rows = np.ascontiguousarray(dy, dtype=weight.dtype).reshape(-1, out_features)
+    dx = np.empty((dy_rows.shape[0], in_features), weight.dtype)
+    dw = np.empty((out_features, in_features), weight.dtype)
+    with single_threaded():
+        matmul(dy_rows, weight, dx)
+        matmul(dy_rows.T, x.reshape(-1, in_features), dw)
+    db = np.empty(out_features, weight.dtype)
+    _column_sum(dy_rows, db)
+    return dx.reshape(x.shape), dw, db
+
+
 @njit(parallel=True, cache=True)
-def add_row_bias(y, bias):
+def _add_row_bias(y, bias):
     """y[m, j] += bias[j] in place, for y (M, F) and bias (F,); one row per iteration."""
     rows, features = y.shape
     for m in prange(rows):
@@ -42,7 +71,7 @@ def add_row_bias(y, bias):
 
 
 @njit(parallel=True, cache=True)
-def column_sum(dy, dbias):
+def _column_sum(dy, dbias):
     """dbias[j] = Σ_m dy[m, j] for dy (M, F); one feature per iteration, summed in row order."""
     rows, features = dy.shape
     for j in prange(features):

@@ -6,8 +6,9 @@ any size (1e4 and beyond) neither overflow nor lose the answer.  Sums are taken
 in float64 whatever the logits' dtype.
 
 The mean squared error is reduced in fixed-size chunks, one per iteration, and
-the per-chunk partial sums are added in order by the caller: the result does
-not depend on the number of threads.
+the per-chunk partial sums are added in order by ``total``: the result does
+not depend on the number of threads.  The public functions are those of
+``kernels.cuda.loss``.
 """
 import math
 
@@ -18,7 +19,7 @@ MSE_CHUNK = 4096
 
 
 @njit(parallel=True, cache=True)
-def cross_entropy_forward(logits, target, smoothing, logsumexp, losses):
+def _cross_entropy_rows_kernel(logits, target, smoothing, logsumexp, losses):
     """Per-row loss with label smoothing ε, for logits (N, C) and target (N,) int.
 
     logsumexp[i] = m_i + log Σ_j exp(x_ij − m_i),  m_i = max_j x_ij
@@ -43,7 +44,7 @@ def cross_entropy_forward(logits, target, smoothing, logsumexp, losses):
 
 
 @njit(parallel=True, cache=True)
-def cross_entropy_backward(logits, target, logsumexp, smoothing, scale, dlogits):
+def _cross_entropy_backward_kernel(logits, target, logsumexp, smoothing, scale, dlogits):
     """dlogits[i, j] = scale·(softmax_ij − (1 − ε)·[j = t_i] − ε/C), softmax_ij = exp(x_ij − logsumexp[i]).
 
     ``scale`` is dL/dloss divided by N for the mean reduction.
@@ -63,7 +64,7 @@ def cross_entropy_backward(logits, target, logsumexp, smoothing, scale, dlogits)
 
 
 @njit(parallel=True, cache=True)
-def squared_error_partials(prediction, target, partials):
+def _squared_error_partials_kernel(prediction, target, partials):
     """partials[k] = Σ (prediction − target)² over the k-th chunk of MSE_CHUNK elements (1-D inputs)."""
     size = prediction.shape[0]
     for k in prange(partials.shape[0]):
@@ -75,7 +76,40 @@ def squared_error_partials(prediction, target, partials):
 
 
 @njit(parallel=True, cache=True)
-def squared_error_backward(prediction, target, scale, dprediction):
+def _squared_error_backward_kernel(prediction, target, scale, dprediction):
     """dprediction = 2·scale·(prediction − target), elementwise on 1-D inputs."""
     for idx in prange(prediction.shape[0]):
         dprediction[idx] = 2.0 * scale * (np.float64(prediction[idx]) - np.float64(target[idx]))
+
+
+def cross_entropy_rows(logits, target, smoothing: float):
+    """(logsumexp (N,), per-row losses (N,)), float64, for logits (N, C) and target (N,) int64."""
+    logsumexp, losses = np.empty(logits.shape[0]), np.empty(logits.shape[0])
+    _cross_entropy_rows_kernel(logits, target, float(smoothing), logsumexp, losses)
+    return logsumexp, losses
+
+
+def cross_entropy_backward(logits, target, logsumexp, smoothing: float, scale: float):
+    """dlogits (N, C) in the logits' dtype = scale·(softmax − smoothed one-hot)."""
+    dlogits = np.empty_like(logits)
+    _cross_entropy_backward_kernel(logits, target, logsumexp, float(smoothing), float(scale), dlogits)
+    return dlogits
+
+
+def squared_error_partials(prediction, target):
+    """Partial sums of (prediction − target)² over chunks of MSE_CHUNK elements, float64."""
+    partials = np.empty(-(-prediction.size // MSE_CHUNK))
+    _squared_error_partials_kernel(prediction.reshape(-1), target.reshape(-1), partials)
+    return partials
+
+
+def squared_error_backward(prediction, target, scale: float):
+    """dprediction = 2·scale·(prediction − target), prediction's shape and dtype."""
+    dprediction = np.empty_like(prediction)
+    _squared_error_backward_kernel(prediction.reshape(-1), target.reshape(-1), float(scale), dprediction.reshape(-1))
+    return dprediction
+
+
+def total(values) -> float:
+    """Σ values (the partial sums above) as a Python float, added in order."""
+    return float(np.sum(values))

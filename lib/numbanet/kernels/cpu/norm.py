@@ -18,8 +18,13 @@ is one dependency chain, one add per 4 cycles); the lane order is fixed at compi
 LocalResponseNorm's kernels are at the end: a sum over a window of channels
 (used forward on x² and backward, mirrored, on the gradient terms) and the
 element-wise maps around it.
+
+The public functions at the end are those of ``kernels.cuda.norm``.
 """
+import numpy as np
 from numba import njit, prange
+
+from ..._workspace import scratch
 
 
 # A parameter-gradient task sums this many consecutive channels, so that a layout with few
@@ -38,7 +43,7 @@ def _block_bounds(task, rows, groups, n_batch, per_group):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def moments(x, mean, var):
+def _moments_kernel(x, mean, var):
     """mean[r, g] and biased variance var[r, g] = (1/m) Σ (x − mean)² of each block of x (N, C, P).
 
     Two passes over the block (mean, then squared deviations): the one-pass
@@ -67,7 +72,7 @@ def moments(x, mean, var):
 
 
 @njit(parallel=True, cache=True)
-def normalize(x, mean, invstd, gamma, beta, out):
+def _normalize_kernel(x, mean, invstd, gamma, beta, out):
     """out[n, c, p] = γ_c · (x[n, c, p] − mean[r, g]) · invstd[r, g] + β_c, for x, out (N, C, P).
 
     One (sample, group) per iteration: the statistics are read once per group.
@@ -89,7 +94,7 @@ def normalize(x, mean, invstd, gamma, beta, out):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def affine_param_grads(dy, x, mean, invstd, dgamma, dbeta):
+def _affine_param_grads_kernel(dy, x, mean, invstd, dgamma, dbeta):
     """dgamma[c] = Σ_{n,p} dy·x̂ and dbeta[c] = Σ_{n,p} dy, x̂ = (x − mean[r, g])·invstd[r, g].
 
     The sums run across the batch, so an iteration owns a run of consecutive channels
@@ -125,7 +130,7 @@ def affine_param_grads(dy, x, mean, invstd, dgamma, dbeta):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def block_grad_sums(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat):
+def _block_grad_sums_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat):
     """Per block (r, g): sum_dxhat = Σ dx̂ and sum_dxhat_xhat = Σ dx̂·x̂, where dx̂ = γ_c·dy = ∂L/∂x̂."""
     n_batch, channels, positions = x.shape
     rows, groups = mean.shape
@@ -147,7 +152,7 @@ def block_grad_sums(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat):
 
 
 @njit(parallel=True, cache=True)
-def normalized_input_grad(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx):
+def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx):
     """dx = invstd · (γ_c·dy − (sum_dxhat + x̂·sum_dxhat_xhat) / m), m = elements per block.
 
     With zero sums (statistics that are constants, e.g. evaluation-mode
@@ -175,7 +180,7 @@ def normalized_input_grad(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat,
 
 
 @njit(parallel=True, cache=True)
-def channel_window_sum(a, before, after, out):
+def _channel_window_sum_kernel(a, before, after, out):
     """out[n, c, p] = Σ_{c' = c − before}^{c + after} a[n, c', p] for a, out (N, C, P); channels outside [0, C) are 0."""
     n_batch, channels, positions = a.shape
     for task in prange(n_batch * channels):
@@ -193,7 +198,7 @@ def channel_window_sum(a, before, after, out):
 
 
 @njit(parallel=True, cache=True)
-def lrn_output(x, scale, alpha_over_size, beta, k, out):
+def _lrn_output_kernel(x, scale, alpha_over_size, beta, k, out):
     """On entry scale = window sums of x²; on exit scale = k + (α/n)·scale and out = x · scale^(−β)."""
     n_batch, channels, positions = x.shape
     for task in prange(n_batch * channels):
@@ -208,7 +213,7 @@ def lrn_output(x, scale, alpha_over_size, beta, k, out):
 
 
 @njit(parallel=True, cache=True)
-def lrn_grad_terms(dy, x, scale, beta, out):
+def _lrn_grad_terms_kernel(dy, x, scale, beta, out):
     """out = dy · x · scale^(−β−1): what output channel c sends back to every channel in its window."""
     n_batch, channels, positions = x.shape
     for task in prange(n_batch * channels):
@@ -223,7 +228,7 @@ def lrn_grad_terms(dy, x, scale, beta, out):
 
 
 @njit(parallel=True, cache=True)
-def lrn_input_grad(dy, x, scale, window_terms, beta, coefficient, dx):
+def _lrn_input_grad_kernel(dy, x, scale, window_terms, beta, coefficient, dx):
     """dx = dy · scale^(−β) − coefficient · x · window_terms, coefficient = 2αβ/n."""
     n_batch, channels, positions = x.shape
     for task in prange(n_batch * channels):
@@ -236,3 +241,87 @@ def lrn_input_grad(dy, x, scale, window_terms, beta, coefficient, dx):
         dst = dx[n, c]
         for p in range(positions):
             dst[p] = grad[p] * s[p] ** (-beta) - coefficient * src[p] * terms[p]
+
+
+# -- the operations (same names and arguments as kernels.cuda.norm) --------------------------------
+
+def block_statistics(x3, rows: int, groups: int, eps: float):
+    """(mean, var, invstd) of the blocks of x3 (N, C, P), each (rows, groups) float64."""
+    mean = np.empty((rows, groups))
+    var = np.empty((rows, groups))
+    _moments_kernel(x3, mean, var)
+    return mean, var, 1.0 / np.sqrt(var + eps)
+
+
+def fixed_statistics(running_mean, running_var, eps: float):
+    """(mean, invstd), each (1, C) float64, from running statistics."""
+    mean = np.asarray(running_mean, np.float64).reshape(1, -1)
+    return mean, 1.0 / np.sqrt(np.asarray(running_var, np.float64).reshape(1, -1) + eps)
+
+
+def update_running(running_mean, running_var, mean, var, count: int, momentum: float) -> None:
+    """In place: running ← (1 − momentum)·running + momentum·new, new = the average over the rows of
+    the (R, C) block statistics, the variance made unbiased with m/(m − 1) (m = ``count``)."""
+    running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
+    running_var[...] = (1 - momentum) * running_var + momentum * (var * count / (count - 1)).mean(axis=0)
+
+
+def count_batch(num_batches_tracked) -> None:
+    """num_batches_tracked += 1, in place."""
+    num_batches_tracked[...] += 1
+
+
+def normalize(x3, mean, invstd, gamma, beta):
+    """y3 = γ·x̂ + β for x3 (N, C, P) and (R, G) statistics; γ = 1, β = 0 when None."""
+    channels = x3.shape[1]
+    gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
+    beta = np.zeros(channels, x3.dtype) if beta is None else beta
+    y3 = np.empty_like(x3)
+    _normalize_kernel(x3, mean, invstd, gamma, beta, y3)
+    return y3
+
+
+def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool):
+    """(dx3, dγ (C,), dβ (C,)) for y3 = γ·x̂ + β; formulas in ``numbanet.norm``.
+
+    ``fixed_statistics``: mean and invstd are constants (running statistics), not functions of x.
+    """
+    channels = x3.shape[1]
+    gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
+    dy3 = np.ascontiguousarray(dy3, dtype=x3.dtype)
+    dgamma, dbeta = np.empty(channels), np.empty(channels)
+    _affine_param_grads_kernel(dy3, x3, mean, invstd, dgamma, dbeta)
+    if fixed_statistics:
+        sum_dxhat, sum_dxhat_xhat = np.zeros_like(mean), np.zeros_like(mean)
+    elif mean.shape == (1, channels):
+        # one block per channel spanning the batch (BatchNorm): the block sums are γ·dβ and γ·dγ
+        sum_dxhat, sum_dxhat_xhat = (gamma * dbeta)[None], (gamma * dgamma)[None]
+    else:
+        sum_dxhat, sum_dxhat_xhat = np.empty_like(mean), np.empty_like(mean)
+        _block_grad_sums_kernel(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat)
+    dx3 = np.empty_like(x3)
+    _normalized_input_grad_kernel(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx3)
+    return dx3, dgamma.astype(x3.dtype), dbeta.astype(x3.dtype)
+
+
+def lrn_scale(x3, size: int, alpha: float, k: float, beta: float):
+    """(y3, s) with s = k + (α/n)·Σ_window x² and y3 = x3·s^(−β), for x3 (N, C, P)."""
+    squares = scratch("lrn.squares", x3.shape, x3.dtype)
+    np.multiply(x3, x3, out=squares)
+    scale = np.empty_like(x3)
+    _channel_window_sum_kernel(squares, size // 2, (size - 1) // 2, scale)
+    y3 = np.empty_like(x3)
+    _lrn_output_kernel(x3, scale, float(alpha) / size, float(beta), float(k), y3)
+    return y3, scale
+
+
+def lrn_backward(dy3, x3, scale, size: int, alpha: float, beta: float):
+    """dx3 for y3 = x3·s^(−β) (formula in ``numbanet.norm``); ``scale`` = s from the forward pass."""
+    terms = scratch("lrn.terms", x3.shape, x3.dtype)
+    _lrn_grad_terms_kernel(dy3, x3, scale, float(beta), terms)
+    window_terms = scratch("lrn.window_terms", x3.shape, x3.dtype)
+    # channel c's window [c − ⌊n/2⌋, c + ⌊(n−1)/2⌋] holds j exactly when c lies in the mirrored one
+    _channel_window_sum_kernel(terms, (size - 1) // 2, size // 2, window_terms)
+    dx3 = np.empty_like(x3)
+    _lrn_input_grad_kernel(dy3, x3, scale, window_terms, float(beta), 2.0 * alpha * beta / size, dx3)
+    return dx3
