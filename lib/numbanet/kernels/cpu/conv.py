@@ -197,20 +197,46 @@ def _shifted_grad(dy, n0, n1, kh, hp, wo, out):
 
 
 @njit(cache=True)
+def _phase_split(plane, sw, phases):
+    """phases[r, h, q] = plane[h, q*sw + r]: the columns of each row of one (H, W) plane grouped by
+    their remainder mod sw, so that a tap of a horizontally strided window reads a contiguous run."""
+    height, width = plane.shape
+    for h in range(height):
+        src = plane[h]
+        for r in range(sw):
+            dst = phases[r, h]
+            for q in range((width - r + sw - 1) // sw):
+                dst[q] = src[q * sw + r]
+
+
+@njit(cache=True)
 def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
     """cols[(c*kh + i)*kw + j, (n-n0)*ho*wo + oh*wo + ow] = x_pad[n, c, oh*sh + i, ow*sw + j].
 
     x (N, C, H, W) is the unpadded input; x_pad (padded by ph rows and pw columns of zeros)
     is never built: entries that fall in the padding are written as zeros.
+
+    For a horizontal stride sw > 1, each plane is first split into its sw column phases
+    (``_phase_split``, one pass): the kh*kw taps then copy contiguous runs, which LLVM
+    vectorises, instead of gathering every sw-th number (measured 2.2-2.7x faster for 3x3 and
+    7x7 stride-2 windows).
     """
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     positions = ho * wo
+    phases = np.empty((sw, height, (width + sw - 1) // sw), x.dtype)
     for c in range(channels):
-        for i in range(kh):
-            for j in range(kw):
-                lo, hi, first = _inside_columns(j, pw, sw, wo, width)
-                dst = cols[(c * kh + i) * kw + j]
-                for n in range(n0, n1):
+        for n in range(n0, n1):
+            if sw == 1:
+                source = x[n, c].reshape((1, height, width))
+            else:
+                _phase_split(x[n, c], sw, phases)
+                source = phases
+            for i in range(kh):
+                for j in range(kw):
+                    lo, hi, first = _inside_columns(j, pw, sw, wo, width)
+                    run = source[first % sw]
+                    q0 = first // sw
+                    dst = cols[(c * kh + i) * kw + j]
                     for oh in range(ho):
                         offset = (n - n0) * positions + oh * wo
                         row = dst[offset:offset + wo]
@@ -218,7 +244,9 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
                         if h < 0 or h >= height:
                             _zero(row)
                             continue
-                        _fill_row(row, lo, hi, x[n, c, h, first:], sw)
+                        _zero(row[:lo])
+                        _zero(row[hi:])
+                        _copy(row[lo:hi], run[h, q0:q0 + hi - lo])
 
 
 @njit(cache=True)
