@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +11,18 @@ import pytest
 import numbanet as nb
 from numbanet import models
 from numbanet.__main__ import main
+from numbanet.data.datasets import FASHION_MNIST_DEBIAN_DIR
 
 
-def run_cli(*args, cwd=None):
-    env = dict(os.environ, NUMBANET_DATA=os.devnull + "-unused")  # digits need no download
+def run_cli(*args, cwd=None, env=None):
+    env = dict(os.environ, NUMBANET_DATA=os.devnull + "-unused", **(env or {}))  # digits need no download
     return subprocess.run([sys.executable, "-m", "numbanet", *args], capture_output=True, text=True,
                           timeout=120, cwd=cwd, env=env)
 
 
 def test_train_writes_checkpoint_history_and_plot(tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "2", "--limit", "200",
+    result = run_cli("train", "lenet5", "--data", "digits", "--epochs", "2", "--limit", "200",
                      "--model-arg", "activation=relu", "--lr", "0.1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "lenet5 on digits (28 px, 200 training images): test accuracy" in result.stdout
@@ -39,6 +41,20 @@ def test_train_writes_checkpoint_history_and_plot(tmp_path):
     assert 0 <= metadata["test_accuracy"] <= 1
 
 
+@pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN_DIR).is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_train_on_the_real_fashion_mnist_offline(tmp_path):
+    out = tmp_path / "run"
+    env = {"NUMBANET_MIRROR": "http://127.0.0.1:9"}  # no download: the Debian copy is read
+    result = run_cli("train", "lenet5", "--data", "fashion-mnist", "--size", "28", "--epochs", "1",
+                     "--limit", "256", "--data-root", str(tmp_path / "cache"), "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "lenet5 on fashion-mnist (28 px, 256 training images): test accuracy" in result.stdout
+    assert "epoch 1/1" in result.stderr and "batch" in result.stderr  # the tqdm bar
+    metadata = json.loads(str(np.load(out / "model.npz")["__numbanet__"]))["metadata"]
+    assert metadata["data"] == "fashion-mnist" and metadata["model_kwargs"]["input_size"] == 28
+
+
 def test_summary_prints_the_table():
     result = run_cli("summary", "googlenet", "--input", "3,224,224")
     assert result.returncode == 0, result.stderr
@@ -47,7 +63,7 @@ def test_summary_prints_the_table():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--model", "nosuchnet"], "argument --model: invalid choice: 'nosuchnet'"),
+    (["train", "nosuchnet"], "argument MODEL: invalid choice: 'nosuchnet'"),
     (["summary", "googlenet", "--input", "3,224"], "expected C,H,W as three positive integers"),
 ])
 def test_mistakes_exit_2_with_one_line_as_a_subprocess(args, message):
@@ -58,18 +74,18 @@ def test_mistakes_exit_2_with_one_line_as_a_subprocess(args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--model", "lenet5", "--data", "imagenet"], "argument --data: invalid choice: 'imagenet'"),
+    (["train", "lenet5", "--data", "imagenet"], "argument --data: invalid choice: 'imagenet'"),
     (["summary", "nosuchnet"], "argument MODEL: invalid choice: 'nosuchnet'"),
     (["summary", "lenet5", "--input", "1,x,28"], "got '1,x,28'"),
     (["summary", "lenet5", "--input", "1,0,28"], "three positive integers"),
     (["summary", "lenet5", "--input", "1,28,28", "--model-arg", "input_size=32"],
      "expected input of shape (*, 576) (last dim = in_features), got shape (1, 400)"),
-    (["train", "--model", "lenet5", "--size", "8"], "LeNet5: input_size must be an int >= 12"),
-    (["train", "--model", "lenet5", "--width", "0.5"], "lenet5 takes no argument width"),
-    (["train", "--model", "lenet5", "--small-input"], "lenet5 has no small-input stem"),
-    (["train", "--model", "lenet5", "--model-arg", "nonsense"], "expected KEY=VALUE"),
-    (["train", "--model", "lenet5", "--device", "cuda"], "no CUDA GPU is available"),  # no GPU here
-    (["train", "--model", "lenet5", "--epochs", "0"], "expected a positive integer, got 0"),
+    (["train", "lenet5", "--size", "8"], "LeNet5: input_size must be an int >= 12"),
+    (["train", "lenet5", "--width", "0.5"], "lenet5 takes no argument width"),
+    (["train", "lenet5", "--small-input"], "lenet5 has no small-input stem"),
+    (["train", "lenet5", "--model-arg", "nonsense"], "expected KEY=VALUE"),
+    (["train", "lenet5", "--device", "cuda"], "no CUDA GPU is available"),  # no GPU here
+    (["train", "lenet5", "--epochs", "0"], "expected a positive integer, got 0"),
     ([], "the following arguments are required"),
 ])
 def test_mistakes_exit_2_with_one_line(args, message, capsys):
@@ -83,6 +99,6 @@ def test_mistakes_exit_2_with_one_line(args, message, capsys):
 
 def test_offline_data_error_exits_1(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NUMBANET_MIRROR", "http://127.0.0.1:9")
-    status = main(["train", "--model", "lenet5", "--data", "mnist", "--data-root", str(tmp_path), "--quiet"])
+    status = main(["train", "lenet5", "--data", "mnist", "--data-root", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert status == 1 and "put them by hand in" in err and str(tmp_path / "mnist") in err

@@ -1,4 +1,9 @@
-"""numbanet.data: load_digits, resize (against torch), DataLoader and the augmentation transforms."""
+"""numbanet.data: load_digits, the real Fashion-MNIST files, resize (against torch), DataLoader and
+the augmentation transforms."""
+import hashlib
+import gzip
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +12,9 @@ from hypothesis import strategies as st
 
 import numbanet as nb
 from numbanet.data import (ArrayDataset, ColorJitter, Compose, DataLoader, Normalize, PCAColorAugmentation,
-                           RandomCrop, RandomHorizontalFlip, load_digits, multi_crop, resize)
+                           RandomCrop, RandomHorizontalFlip, load_digits, load_fashion_mnist, multi_crop, resize)
+from numbanet.data import datasets
+from numbanet.data.download import gunzipped_sha256sum
 from tests.oracle import assert_close
 
 
@@ -49,6 +56,41 @@ def test_load_digits_bad_arguments():
         load_digits(size=0)
     with pytest.raises(ValueError, match=r"test_fraction must lie in \(0, 1\), got 1.5"):
         load_digits(test_fraction=1.5)
+
+
+# -- the real Fashion-MNIST, from Debian's package ----------------------------------------------------
+DEBIAN_FASHION_MNIST = Path(datasets.FASHION_MNIST_DEBIAN_DIR)
+needs_fashion_mnist = pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(),
+    reason=f"{DEBIAN_FASHION_MNIST} is missing: `apt-get install dataset-fashion-mnist` (.ci/run installs it)")
+
+# MD5 of the decompressed IDX files, as torchvision publishes them (datasets/mnist.py, FashionMNIST)
+TORCHVISION_RAW_MD5 = {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                       "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                       "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                       "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"}
+
+
+@needs_fashion_mnist
+def test_debian_fashion_mnist_has_the_published_content():
+    for remote in datasets.DATASETS["fashion-mnist"].files:
+        path = DEBIAN_FASHION_MNIST / remote.name
+        assert gunzipped_sha256sum(path) == remote.content_sha256, path
+        with gzip.open(path, "rb") as stream:
+            assert hashlib.md5(stream.read()).hexdigest() == TORCHVISION_RAW_MD5[remote.name[:-3]], path
+
+
+@needs_fashion_mnist
+def test_load_fashion_mnist_reads_the_debian_copy_without_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBANET_MIRROR", "http://127.0.0.1:9")  # a download attempt would fail
+    train, test = load_fashion_mnist(root=tmp_path, progress=False)
+    assert train.x.shape == (60000, 1, 28, 28) and test.x.shape == (10000, 1, 28, 28)
+    assert train.x.dtype == np.float32 and train.y.dtype == np.int64
+    assert train.x.min() == 0.0 and train.x.max() == 1.0
+    assert np.array_equal(np.bincount(train.y), np.full(10, 6000))
+    assert np.array_equal(np.bincount(test.y), np.full(10, 1000))
+    assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
+    assert list((tmp_path / "fashion-mnist").iterdir()) == []  # read in place, nothing copied
 
 
 # -- resize: torch's bilinear interpolation, align_corners=False, no antialiasing -------------------

@@ -211,6 +211,64 @@ def test_offline_error_names_every_file_and_the_directory(tmp_path, monkeypatch)
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
+# -- verified local copies (a system package such as Debian's dataset-fashion-mnist) ---------------
+def _repackaged(content: bytes) -> bytes:
+    """The same content in another gzip file (other time stamp and compression level), as Debian ships it."""
+    return gzip.compress(gzip.decompress(content), compresslevel=1, mtime=1591344365)
+
+
+@pytest.fixture
+def local_copy(site, tmp_path, monkeypatch):
+    """fashion-mnist with content checksums and a local directory holding repackaged files."""
+    server, arrays, cache = site
+    local = tmp_path / "usr-share"
+    local.mkdir()
+    remotes = []
+    for remote in datasets.DATASETS["fashion-mnist"].files:
+        published = (server.root / "fashion-mnist" / remote.name).read_bytes()
+        (local / remote.name).write_bytes(_repackaged(published))
+        remotes.append(RemoteFile(remote.name, remote.size, remote.sha256,
+                                  hashlib.sha256(gzip.decompress(published)).hexdigest()))
+    entry = datasets.DATASETS["fashion-mnist"]
+    monkeypatch.setitem(datasets.DATASETS, "fashion-mnist",
+                        RemoteDataset(entry.name, entry.urls, tuple(remotes), (str(local),)))
+    return server, arrays, cache, local
+
+
+def test_local_copy_is_read_in_place_after_its_content_checksum_matched(local_copy):
+    server, arrays, cache, local = local_copy
+    assert (local / IDX_NAMES[0]).read_bytes() != (server.root / "fashion-mnist" / IDX_NAMES[0]).read_bytes()
+    before = {p.name: p.read_bytes() for p in local.iterdir()}
+    train, test = load_fashion_mnist(progress=False)
+    assert server.requests == [] and list((cache / "fashion-mnist").iterdir()) == []
+    assert np.array_equal(train.y, arrays["fashion-mnist"][1]["train"])
+    assert np.array_equal(test.x[:, 0], (arrays["fashion-mnist"][0]["t10k"] / np.float32(255)).astype(np.float32))
+    assert {p.name: p.read_bytes() for p in local.iterdir()} == before  # never changed
+
+
+def test_cache_comes_before_the_local_copy_and_a_repackaged_cached_file_is_kept(local_copy):
+    server, arrays, cache, local = local_copy
+    (cache / "fashion-mnist").mkdir(parents=True)
+    cached = cache / "fashion-mnist" / IDX_NAMES[1]
+    cached.write_bytes((local / IDX_NAMES[1]).read_bytes())  # repackaged, content checksum matches
+    (local / IDX_NAMES[1]).write_bytes(b"not used")
+    paths = fetch(datasets.DATASETS["fashion-mnist"], progress=False)
+    assert paths[IDX_NAMES[1]] == cached and paths[IDX_NAMES[0]] == local / IDX_NAMES[0]
+    assert server.requests == []
+
+
+def test_damaged_local_copy_is_ignored_with_a_warning_and_the_file_downloaded(local_copy):
+    server, arrays, cache, local = local_copy
+    content = bytearray((local / IDX_NAMES[2]).read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    (local / IDX_NAMES[2]).write_bytes(bytes(content))
+    with pytest.warns(UserWarning, match=r"ignoring .*t10k-images-idx3-ubyte.gz: it has .*; it is not a valid gzip file"):
+        train, test = load_fashion_mnist(progress=False)
+    assert server.requests == [f"/fashion-mnist/{IDX_NAMES[2]}"]
+    assert (cache / "fashion-mnist" / IDX_NAMES[2]).exists()
+    assert np.array_equal(test.x[:, 0], (arrays["fashion-mnist"][0]["t10k"] / np.float32(255)).astype(np.float32))
+
+
 def test_mirror_override_by_argument_and_environment(site, tmp_path, monkeypatch):
     server, arrays, _ = site
     for name, remote in list(datasets.DATASETS.items()):  # the registry's own hosts now fail

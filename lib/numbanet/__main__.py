@@ -1,7 +1,10 @@
 """Command line: ``python -m numbanet train ...`` and ``python -m numbanet summary ...``.
 
-    python -m numbanet train --model resnet20 --data digits --size 32 --epochs 10 --out runs/resnet20
+    python -m numbanet train resnet20 --data fashion-mnist --epochs 10 --out runs/resnet20
     python -m numbanet summary googlenet --input 3,224,224
+
+Fashion-MNIST is read from Debian's package when it is installed
+(``apt-get install dataset-fashion-mnist``), else downloaded once into the cache.
 
 ``train`` builds the model for the data (num_classes and in_channels from the
 data set, ``input_size`` for models that take one, ``small_input`` on for images of
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model on a data set",
                                 description="Train a model; writes model.npz, history.json and history.png.")
-    train.add_argument("--model", required=True, choices=names, metavar="NAME", help=", ".join(names))
+    train.add_argument("model", choices=names, metavar="MODEL", help=", ".join(names))
     train.add_argument("--data", default="digits", choices=list(NATIVE_SIZE), help="%(choices)s (default digits)")
     train.add_argument("--epochs", type=_positive_int, default=10, help="(default 10)")
     train.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")

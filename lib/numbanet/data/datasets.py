@@ -1,4 +1,5 @@
-"""MNIST, Fashion-MNIST and CIFAR-10: downloaded once into the cache, parsed from their original files.
+"""MNIST, Fashion-MNIST and CIFAR-10: downloaded once into the cache (or read from a verified local
+copy), parsed from their original files.
 
 File formats:
 
@@ -20,6 +21,11 @@ Checksums (SHA-256 and size in bytes of the files on the canonical hosts)::
                     for train-images-idx3-ubyte.gz)
     Fashion-MNIST:  TensorFlow Datasets, url_checksums/fashion_mnist.txt (the
                     dataset's README publishes the MD5s, e.g. 8d4fb7e6c68d591d4c3dfef9ec88bf0d)
+                    and the SHA-256 of each decompressed IDX file, which Debian's
+                    copy is checked against (its gzip headers lack the file name, so
+                    the .gz files differ).  Those decompressed files have the MD5s
+                    torchvision publishes for them (f4a8712d7a061bf5bd6d2ca38dc4d50a
+                    for train-images-idx3-ubyte; tests/test_data.py checks all four).
     CIFAR-10:       torchvision's datasets (prototype) SHA-256 of cifar-10-python.tar.gz; its
                     MD5 c58f30108f718f92721af3b95e74349a is the one on the CIFAR page
 """
@@ -41,6 +47,9 @@ _IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(
 _IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
+# Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)
+FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+
 DATASETS = {
     "mnist": RemoteDataset(
         "mnist",
@@ -54,10 +63,15 @@ DATASETS = {
     "fashion-mnist": RemoteDataset(
         "fashion-mnist",
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        (RemoteFile(_IDX_FILES[0], 26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-         RemoteFile(_IDX_FILES[1], 29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-         RemoteFile(_IDX_FILES[2], 4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-         RemoteFile(_IDX_FILES[3], 5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"))),
+        (RemoteFile(_IDX_FILES[0], 26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+         RemoteFile(_IDX_FILES[1], 29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+         RemoteFile(_IDX_FILES[2], 4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+         RemoteFile(_IDX_FILES[3], 5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
+        local_dirs=(FASHION_MNIST_DEBIAN_DIR,)),
     "cifar10": RemoteDataset(
         "cifar10",
         ("https://www.cs.toronto.edu/~kriz/",),
@@ -115,7 +129,9 @@ def load_mnist(root=None, mirror: str | None = None, progress: bool = True) -> S
 def load_fashion_mnist(root=None, mirror: str | None = None, progress: bool = True) -> Splits:
     """Fashion-MNIST (Zalando): 60,000 / 10,000 clothing images (N, 1, 28, 28) float32 in [0, 1].
 
-    Arguments as ``load_mnist`` (mirror layout <mirror>/fashion-mnist/<file>).
+    Arguments as ``load_mnist`` (mirror layout <mirror>/fashion-mnist/<file>).  Offline, install
+    Debian's copy (``apt-get install dataset-fashion-mnist``): files missing from the cache are
+    read from /usr/share/datasets/fashion-mnist/ after their checksums matched, not downloaded.
     """
     return _load_idx_dataset("fashion-mnist", FASHION_MNIST_CLASSES, root, mirror, progress)
 

@@ -5,7 +5,13 @@ Where files go::
     <root>/<dataset>/<file>      root = the ``root`` argument, else $NUMBANET_DATA,
                                  else ~/.cache/numbanet
 
-Where they come from: the dataset's canonical hosts, tried in order, unless a
+Where they are read from first: a verified copy already in the cache, else a
+verified copy in one of the dataset's local directories (Debian's
+``apt-get install dataset-fashion-mnist`` puts Fashion-MNIST in
+``/usr/share/datasets/fashion-mnist/``), read where it is, never copied or
+changed.  Only a file found in neither place is downloaded.
+
+Where downloads come from: the dataset's canonical hosts, tried in order, unless a
 mirror is given (the ``mirror`` argument, else $NUMBANET_MIRROR).  A mirror has
 the cache's layout, ``<mirror>/<dataset>/<file>``, so serving a copy of a
 filled cache directory (``python -m http.server``, or a ``file://`` URL) is a
@@ -18,11 +24,16 @@ Guarantees:
   file system): the cache never holds a half-written file under a real name.
 * A cached file is checked again on every load; a truncated or corrupted one is
   deleted (with a warning) and fetched again.
+* What a file must match: its size and SHA-256 as published, or, for a gzip file
+  that was recompressed or had its header rewritten (Debian strips the stored
+  file name and time stamp), the SHA-256 of its decompressed content.  Either
+  way the bytes a loader parses are the published ones.
 * When no host answers, one ``DownloadError`` names every missing file, its size
   and SHA-256, and the directory to put it in by hand.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -30,6 +41,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,21 +55,28 @@ _TIMEOUT_S = 30
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: its name, size in bytes and SHA-256 hex digest."""
+    """One file of a dataset: its name, size in bytes and SHA-256 hex digest.
+
+    ``content_sha256``: for a gzip file, the SHA-256 of its decompressed bytes (None: only
+    the exact file is accepted).
+    """
     name: str
     size: int
     sha256: str
+    content_sha256: str | None = None
 
 
 @dataclass(frozen=True)
 class RemoteDataset:
     """A dataset's files and the base URLs (ending in "/") they are fetched from, in order.
 
-    ``name`` is both the cache subdirectory and the dataset's directory on a mirror.
+    ``name`` is both the cache subdirectory and the dataset's directory on a mirror;
+    ``local_dirs``: directories that may hold a verified copy (a system package), read in place.
     """
     name: str
     urls: tuple[str, ...]
     files: tuple[RemoteFile, ...]
+    local_dirs: tuple[str, ...] = ()
 
 
 class DownloadError(OSError):
@@ -80,6 +99,18 @@ def sha256sum(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def gunzipped_sha256sum(path: str | os.PathLike) -> str | None:
+    """SHA-256 hex digest of a gzip file's decompressed content; None if it is not a valid gzip file."""
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(_CHUNK), b""):
+                digest.update(block)
+    except (OSError, EOFError, zlib.error):  # not gzip, truncated, or a bad CRC
+        return None
+    return digest.hexdigest()
+
+
 def _base_urls(dataset: RemoteDataset, mirror: str | None) -> tuple[str, ...]:
     mirror = mirror or os.environ.get(MIRROR_ENV)
     if mirror:
@@ -88,13 +119,37 @@ def _base_urls(dataset: RemoteDataset, mirror: str | None) -> tuple[str, ...]:
 
 
 def _problem(path: Path, remote: RemoteFile) -> str | None:
-    """Why the file at ``path`` is not ``remote`` (wrong size or checksum), or None if it is."""
+    """Why the file at ``path`` is not ``remote`` (wrong size or checksum), or None if it is.
+
+    A file that differs from the published one is still ``remote`` when its decompressed
+    content has ``remote.content_sha256``.
+    """
     size = path.stat().st_size
-    if size != remote.size:
-        return f"has {size} bytes, expected {remote.size} (truncated or corrupted)"
-    digest = sha256sum(path)
-    if digest != remote.sha256:
-        return f"has sha256 {digest}, expected {remote.sha256} (corrupted)"
+    digest = sha256sum(path) if size == remote.size else None
+    if digest == remote.sha256:
+        return None
+    if remote.content_sha256 is not None:
+        content = gunzipped_sha256sum(path)
+        if content == remote.content_sha256:
+            return None
+        content_problem = (f"; its decompressed content has sha256 {content}, expected {remote.content_sha256}"
+                           if content else "; it is not a valid gzip file")
+    else:
+        content_problem = ""
+    if digest is None:
+        return f"has {size} bytes, expected {remote.size} (truncated or corrupted){content_problem}"
+    return f"has sha256 {digest}, expected {remote.sha256} (corrupted){content_problem}"
+
+
+def _local_copy(dataset: RemoteDataset, remote: RemoteFile) -> Path | None:
+    """A verified copy of ``remote`` in one of the dataset's local directories, or None."""
+    for directory in dataset.local_dirs:
+        path = Path(directory) / remote.name
+        if path.is_file():
+            problem = _problem(path, remote)
+            if problem is None:
+                return path
+            warnings.warn(f"numbanet.data: ignoring {path}: it {problem}", stacklevel=4)
     return None
 
 
@@ -151,10 +206,11 @@ def _download(remote: RemoteFile, bases: tuple[str, ...], target: Path, progress
 
 def fetch(dataset: RemoteDataset, root: str | os.PathLike | None = None, mirror: str | None = None,
           progress: bool = True) -> dict[str, Path]:
-    """Make sure every file of ``dataset`` is in the cache and verified; return {file name: path}.
+    """Find or fetch every file of ``dataset``, verified; return {file name: path}.
 
-    Missing files are downloaded; a cached file with the wrong size or SHA-256 is deleted
-    (warning) and downloaded again.  Raises ``DownloadError`` naming every file that could not
+    Each file is taken from the cache, else from a local directory of the dataset (in place),
+    else downloaded into the cache; a cached file with the wrong size or SHA-256 is deleted
+    (warning) and looked for again.  Raises ``DownloadError`` naming every file that could not
     be fetched and where to put it by hand.
     """
     directory = data_dir(root) / dataset.name
@@ -171,6 +227,10 @@ def fetch(dataset: RemoteDataset, root: str | os.PathLike | None = None, mirror:
             warnings.warn(f"numbanet.data: cached {path} {problem}; deleting it and downloading it again",
                           stacklevel=3)
             path.unlink()
+        local = _local_copy(dataset, remote)
+        if local is not None:
+            paths[remote.name] = local
+            continue
         failures = _download(remote, bases, path, progress, unreachable)
         if failures:
             failed[remote.name] = failures
