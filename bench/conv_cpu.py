@@ -10,7 +10,7 @@ numbanet is faster), and the geometric mean of the 15 ratios.  The column
 disagree much, the machine was busy.
 
 The column "GEMM ms" is the time of numbanet's matrix products alone: the same
-per-task BLAS calls (shapes and task split of ``numbanet.conv``'s lowering, one
+per-task BLAS calls (shapes and task split of ``numbanet.kernels.cpu.conv``'s lowering, one
 BLAS thread per parallel slot) on stand-in matrices, with no lowering, no shifts and
 no layout changes.  "ceiling" = torch ms / GEMM ms is then the best ratio any
 lowering onto this BLAS could reach; it separates the overhead numbanet can still
@@ -48,7 +48,8 @@ import torch  # noqa: E402
 
 from numba import njit, prange  # noqa: E402
 
-from numbanet.conv import _per_task, conv2d, conv2d_backward_input, conv2d_backward_weight  # noqa: E402
+from numbanet.conv import conv2d, conv2d_backward_input, conv2d_backward_weight  # noqa: E402
+from numbanet.kernels.cpu.conv import _per_task  # noqa: E402
 from numbanet.kernels.cpu import blas  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)

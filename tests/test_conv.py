@@ -92,7 +92,7 @@ def test_large_batch_spans_several_tasks(rng, monkeypatch, stride):
     b = rng.standard_normal(4)
     dy = rng.standard_normal(F.conv2d(x, w, None, stride, 1).shape)
     whole = F.conv2d(x, w, b, stride, 1), *F.conv2d_backward(dy, x, w, stride, 1)
-    monkeypatch.setattr(nb.conv, "_TASK_BYTES", 1)  # one sample per task
+    monkeypatch.setattr(nb.kernels.cpu.conv, "_TASK_BYTES", 1)  # one sample per task
     chunked = F.conv2d(x, w, b, stride, 1), *F.conv2d_backward(dy, x, w, stride, 1)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(a, c, rtol=1e-13, atol=1e-13)

@@ -22,18 +22,15 @@ forward convolution of dy with the flipped, transposed kernel (padding kh−1−
 Vertical stride > 1 uses im2col + one GEMM, and col2im for dX.
 CUDA kernels: ``numbanet.kernels.cuda.conv`` (the same three products as implicit
 GEMMs on a tiled shared-memory kernel; dX as a gather, no atomics), used when x is a
-device array.
+device array; ``backend(x).conv`` picks the module.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import init
 from ._validate import as_float_array, check_device, check_dtype_match, check_grad, check_ndim, contiguous, pair
-from ._workspace import scratch
-from .device import is_cuda
-from .kernels.cpu import blas, conv as cpu
+from .kernels import backend
 from .module import Module
 from .tensor import Parameter
 
@@ -68,122 +65,22 @@ def _check(name: str, x, weight, stride, padding):
     return x, weight, stride, padding, out_hw
 
 
-# A task (``kernels.cpu.conv``: a few samples lowered, multiplied and written back by one
-# thread) holds about this many bytes of matrices, so that they stay in the core's cache.
-# Measured on ResNet-20 and the bench/conv_cpu.py shapes: 1 MiB beat 256 KiB and 2 MiB.
-_TASK_BYTES = 1 << 20
-
-
-def _per_task(n: int, sample_bytes: int) -> int:
-    """Samples per task: about _TASK_BYTES each, spread evenly (a function of n and the shape only,
-    never of the thread count, so that results do not depend on it)."""
-    per = max(1, min(n, _TASK_BYTES // max(sample_bytes, 1)))
-    tasks = -(-n // per)
-    return -(-n // tasks)
-
-
-def _tasks(n: int, sample_elements: int, dtype, slots: int) -> tuple[int, np.ndarray]:
-    """(samples per task, workspace): a task holds ``sample_elements`` numbers per sample (its
-    lowered matrices), the workspace (slots, per_task*sample_elements) one row per slot."""
-    per_task = _per_task(n, sample_elements * np.dtype(dtype).itemsize)
-    return per_task, scratch("conv.workspace", (slots, per_task * sample_elements), dtype)
-
-
-def _slots() -> int:
-    return numba.get_num_threads()
-
-
-def _is_pointwise(kernel_hw, stride, padding) -> bool:
-    return tuple(kernel_hw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
-
-
-def _row_shift_weights(weight: np.ndarray) -> np.ndarray:
-    """W (K, C, kh, kw) -> (kh*K, C*kw) with row i*K + k = W[k, :, i, :].ravel() (matches ``im2row``)."""
-    k, c, kh, kw = weight.shape
-    return np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh * k, c * kw)
-
-
-def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding, sw: int, wo: int,
-                    out: np.ndarray) -> None:
-    """out (N, K, Ho*wo) = bias + conv(x, weight) for vertical stride 1; x (N, C, H, W) C-contiguous."""
-    n, c, h, _ = x.shape
-    k, _, kh, kw = weight.shape
-    block = (h + 2 * padding[0]) * wo
-    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, _slots())
-    with blas.single_threaded():
-        cpu.row_shift_conv(x, _row_shift_weights(weight), bias, padding[0], padding[1], sw, wo, per_task,
-                           workspace, out)
-
-
-def _cuda():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
-    from .kernels.cuda import conv as cuda_conv
-    return cuda_conv
-
-
 def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -> np.ndarray:
     """y = conv2d(x, w) + b.
 
     x: (N, C, H, W); weight: (K, C, kh, kw); bias: (K,) or None -> y: (N, K, Ho, Wo).
     All on the CPU (NumPy arrays) or all on the GPU (device arrays; y is one too).
     """
-    x, weight, stride, padding, (ho, wo) = _check(name, x, weight, stride, padding)
+    x, weight, stride, padding, _ = _check(name, x, weight, stride, padding)
     check_device(name, x, bias)
-    if is_cuda(x):
-        return _cuda().conv2d(x, weight, bias, stride, padding)
-    x = np.ascontiguousarray(x)
-    weight = np.ascontiguousarray(weight)
-    n, c = x.shape[:2]
-    k, _, kh, kw = weight.shape
-    w2 = weight.reshape(k, -1)
-    bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    positions = ho * wo
-    y = np.empty((n, k, positions), x.dtype)
-    if _is_pointwise((kh, kw), stride, padding):
-        with blas.single_threaded():
-            cpu.pointwise_conv(x.reshape(n, c, -1), w2, bias, y)
-    elif stride[0] == 1:
-        _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
-    else:
-        per_task, workspace = _tasks(n, (c * kh * kw + k) * positions, x.dtype, _slots())
-        with blas.single_threaded():
-            cpu.im2col_conv(x, w2, bias, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
-                            workspace, y)
-    return y.reshape(n, k, ho, wo)
+    return backend(x).conv.conv2d(x, weight, bias, stride, padding)
 
 
 def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.ndarray:
     """dx = ∂L/∂x, shape ``input_shape`` (N, C, H, W), from dy (N, K, Ho, Wo) and weight (K, C, kh, kw)."""
-    if is_cuda(dy) or is_cuda(weight):
-        check_device("conv2d_backward_input", dy, weight, name="dy")
-        return _cuda().conv2d_backward_input(dy, weight, tuple(input_shape), pair("conv2d", "stride", stride, 1),
-                                             pair("conv2d", "padding", padding, 0))
-    weight = np.ascontiguousarray(weight)
-    dy = np.ascontiguousarray(dy, dtype=weight.dtype)
-    stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
-    n, c, h, w = input_shape
-    k, _, kh, kw = weight.shape
-    ho, wo = dy.shape[2:]
-    w2t = np.ascontiguousarray(weight.reshape(k, -1).T)
-    if _is_pointwise((kh, kw), stride, padding):
-        dx = np.empty((n, c, h * w), dy.dtype)
-        with blas.single_threaded():
-            cpu.pointwise_matmul(w2t, dy.reshape(n, k, -1), dx)
-        return dx.reshape(n, c, h, w)
-    ph, pw = padding
-    if stride == (1, 1) and ph < kh and pw < kw:
-        # dx = conv2d(dy, flipped kernel with in/out swapped, padding k−1−p): a forward pass.
-        flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        dx = np.empty((n, c, h * w), dy.dtype)
-        _conv_row_shift(dy, flipped, np.zeros(c, dy.dtype), (kh - 1 - ph, kw - 1 - pw), 1, w, dx)
-        return dx.reshape(n, c, h, w)
-    dx = np.empty((n, c, h, w), dy.dtype)
-    positions = ho * wo
-    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, dy.dtype, _slots())
-    with blas.single_threaded():
-        cpu.col2im_input_grad(dy.reshape(n, k, -1), w2t, ph, pw, kh, kw, stride[0], stride[1], ho, wo, per_task,
-                              workspace, dx)
-    return dx
+    check_device("conv2d_backward_input", dy, weight, name="dy")
+    return backend(dy).conv.conv2d_backward_input(dy, weight, tuple(input_shape), pair("conv2d", "stride", stride, 1),
+                                                  pair("conv2d", "padding", padding, 0))
 
 
 def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bool = True):
@@ -191,57 +88,9 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bo
 
     With ``bias=False`` (a layer without bias) db is not computed and None is returned in its place.
     """
-    if is_cuda(dy) or is_cuda(x):
-        check_device("conv2d_backward_weight", dy, x, name="dy")
-        dw, db = _cuda().conv2d_backward_weight(dy, x, tuple(weight_shape), pair("conv2d", "stride", stride, 1),
-                                                pair("conv2d", "padding", padding, 0))
-        return dw, (db if bias else None)
-    x = np.ascontiguousarray(x)
-    dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    stride, padding = pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0)
-    k, c, kh, kw = weight_shape
-    n = x.shape[0]
-    ho, wo = dy.shape[2:]
-    positions = ho * wo
-    dy3 = dy.reshape(n, k, -1)
-    db = None
-    if bias:
-        db = np.empty(k, x.dtype)
-        cpu.channel_sum(dy3, db)
-    groups = cpu.WEIGHT_GRAD_GROUPS
-    if _is_pointwise((kh, kw), stride, padding):
-        partials = np.empty((groups, k, c), x.dtype)
-        with blas.single_threaded():
-            cpu.pointwise_weight_grad(dy3, x.reshape(n, c, -1), partials)
-        return partials.sum(axis=0).reshape(weight_shape), db
-    if stride[0] == 1:
-        return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
-    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups)
-    partials = np.empty((groups, k, c * kh * kw), x.dtype)
-    with blas.single_threaded():
-        cpu.im2col_weight_grad(dy3, x, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
-                               workspace, partials)
-    return partials.sum(axis=0).reshape(weight_shape), db
-
-
-def _backward_weight_row_shift(dy3: np.ndarray, x: np.ndarray, weight_shape, padding, sw: int,
-                               wo: int) -> np.ndarray:
-    """dW (K, C, kh, kw) for vertical stride 1, from dy (N, K, Ho*Wo) and the forward input x (N, C, H, W).
-
-    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)], with
-    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked) and
-    rows = ``_im2row(x padded)``, both built per task (kernels.cpu.conv.row_shift_weight_grad).
-    """
-    k, c, kh, kw = weight_shape
-    n, _, h, _ = x.shape
-    block = (h + 2 * padding[0]) * wo
-    groups = cpu.WEIGHT_GRAD_GROUPS
-    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups)
-    partials = np.empty((groups, kh * k, c * kw), x.dtype)
-    with blas.single_threaded():
-        cpu.row_shift_weight_grad(dy3, x, padding[0], padding[1], sw, wo, per_task, workspace, partials)
-    dw_rows = partials.sum(axis=0)
-    return np.ascontiguousarray(dw_rows.reshape(kh, k, c, kw).transpose(1, 2, 0, 3))
+    check_device("conv2d_backward_weight", dy, x, name="dy")
+    return backend(dy).conv.conv2d_backward_weight(dy, x, tuple(weight_shape), pair("conv2d", "stride", stride, 1),
+                                                   pair("conv2d", "padding", padding, 0), bias=bias)
 
 
 def conv2d_backward(dy, x, weight, stride=1, padding=0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

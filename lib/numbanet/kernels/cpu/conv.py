@@ -1,7 +1,9 @@
 """CPU kernels for 2-D convolution (layer: ``numbanet.conv``).
 
 Every convolution is lowered to matrix products so that the expensive part runs
-in BLAS.  Two lowerings are used.
+in BLAS.  Two lowerings are used.  The operation-level functions at the end
+(``conv2d``, ``conv2d_backward_input``, ``conv2d_backward_weight``, those of
+``kernels.cuda.conv``) choose the lowering, size the tasks and take the workspace.
 
 **Row-shift (vertical stride 1, the common case).**  Only the kw horizontal taps
 are unrolled (``_im2row``), a 3x3 kernel copies the input 3 times instead of 9::
@@ -24,11 +26,11 @@ dcols back onto the input plane by plane (no element is written twice).  Neither
 builds a padded copy of the input: x_pad is read from x, with zeros where it is padding.
 
 **One parallel region per convolution.**  The batch is cut into *tasks* of a few
-consecutive samples (``per_task``, chosen by the caller so that a task's matrices
+consecutive samples (``per_task``, chosen by ``_per_task`` so that a task's matrices
 take about a megabyte).  Parallel iteration s of ``slots`` takes tasks s, s + slots,
 ...; for each it lowers its samples into its own slice of ``workspace``, multiplies
 with one BLAS call (``blas.gemm``: MKL or OpenBLAS, see ``blas.blas_backend``) and writes
-its part of the result while the data is still in that core's cache.  The caller makes BLAS single-threaded for the call
+its part of the result while the data is still in that core's cache.  The operations make BLAS single-threaded for the call
 (``numbanet.kernels.cpu.blas.single_threaded``): the parallelism is across tasks.
 Measured on 2 cores against a parallel kernel per step with a 2-thread GEMM in
 between: the thread pool starts once per convolution instead of three times per
@@ -45,9 +47,10 @@ and weight gradients are summed into a fixed number of partial sums (one per slo
 the same on 1 or 2 threads.
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
-from .blas import gemm
+from ..._workspace import scratch
+from .blas import gemm, single_threaded
 
 # Partial sums of a weight gradient: a fixed count, so that the summation order (and so
 # the float result) does not depend on how many threads run the groups.
@@ -472,3 +475,157 @@ def pointwise_weight_grad(dy, x, partials):
         acc[:, :] = 0
         for n in range(group, n_batch, groups):
             gemm(dy[n], x[n].T, acc, 1.0)
+
+
+# -- the operations (same names and arguments as kernels.cuda.conv) --------------------------------
+
+# A task (see the module docstring: a few samples lowered, multiplied and written back by one
+# thread) holds about this many bytes of matrices, so that they stay in the core's cache.
+# Measured on ResNet-20 and the bench/conv_cpu.py shapes: 1 MiB beat 256 KiB and 2 MiB.
+_TASK_BYTES = 1 << 20
+
+
+def _per_task(n: int, sample_bytes: int) -> int:
+    """Samples per task: about _TASK_BYTES each, spread evenly (a function of n and the shape only,
+    never of the thread count, so that results do not depend on it)."""
+    per = max(1, min(n, _TASK_BYTES // max(sample_bytes, 1)))
+    tasks = -(-n // per)
+    return -(-n // tasks)
+
+
+def _tasks(n: int, sample_elements: int, dtype, slots: int) -> tuple[int, np.ndarray]:
+    """(samples per task, workspace): a task holds ``sample_elements`` numbers per sample (its
+    lowered matrices), the workspace (slots, per_task*sample_elements) one row per slot."""
+    per_task = _per_task(n, sample_elements * np.dtype(dtype).itemsize)
+    return per_task, scratch("conv.workspace", (slots, per_task * sample_elements), dtype)
+
+
+def _slots() -> int:
+    return get_num_threads()
+
+
+def _is_pointwise(kernel_hw, stride, padding) -> bool:
+    return tuple(kernel_hw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
+
+def _row_shift_weights(weight: np.ndarray) -> np.ndarray:
+    """W (K, C, kh, kw) -> (kh*K, C*kw) with row i*K + k = W[k, :, i, :].ravel() (matches ``im2row``)."""
+    k, c, kh, kw = weight.shape
+    return np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh * k, c * kw)
+
+
+def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding, sw: int, wo: int,
+                    out: np.ndarray) -> None:
+    """out (N, K, Ho*wo) = bias + conv(x, weight) for vertical stride 1; x (N, C, H, W) C-contiguous."""
+    n, c, h, _ = x.shape
+    k, _, kh, kw = weight.shape
+    block = (h + 2 * padding[0]) * wo
+    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, _slots())
+    with single_threaded():
+        row_shift_conv(x, _row_shift_weights(weight), bias, padding[0], padding[1], sw, wo, per_task,
+                       workspace, out)
+
+
+def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+    """y (N, K, Ho, Wo) = conv2d(x, w) + b for validated x (N, C, H, W), weight (K, C, kh, kw), bias (K,)
+    or None; stride and padding are pairs.  The lowering: 1x1 -> one product per sample, vertical
+    stride 1 -> row-shift, else im2col."""
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight)
+    n, c, h, w = x.shape
+    k, _, kh, kw = weight.shape
+    ho, wo = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
+    w2 = weight.reshape(k, -1)
+    bias = np.zeros(k, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    positions = ho * wo
+    y = np.empty((n, k, positions), x.dtype)
+    if _is_pointwise((kh, kw), stride, padding):
+        with single_threaded():
+            pointwise_conv(x.reshape(n, c, -1), w2, bias, y)
+    elif stride[0] == 1:
+        _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
+    else:
+        per_task, workspace = _tasks(n, (c * kh * kw + k) * positions, x.dtype, _slots())
+        with single_threaded():
+            im2col_conv(x, w2, bias, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
+                        workspace, y)
+    return y.reshape(n, k, ho, wo)
+
+
+def conv2d_backward_input(dy, weight, input_shape, stride=(1, 1), padding=(0, 0)):
+    """dx = ∂L/∂x, shape ``input_shape`` (N, C, H, W), from dy (N, K, Ho, Wo) and weight (K, C, kh, kw)."""
+    weight = np.ascontiguousarray(weight)
+    dy = np.ascontiguousarray(dy, dtype=weight.dtype)
+    n, c, h, w = input_shape
+    k, _, kh, kw = weight.shape
+    ho, wo = dy.shape[2:]
+    w2t = np.ascontiguousarray(weight.reshape(k, -1).T)
+    if _is_pointwise((kh, kw), stride, padding):
+        dx = np.empty((n, c, h * w), dy.dtype)
+        with single_threaded():
+            pointwise_matmul(w2t, dy.reshape(n, k, -1), dx)
+        return dx.reshape(n, c, h, w)
+    ph, pw = padding
+    if stride == (1, 1) and ph < kh and pw < kw:
+        # dx = conv2d(dy, flipped kernel with in/out swapped, padding k−1−p): a forward pass.
+        flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        dx = np.empty((n, c, h * w), dy.dtype)
+        _conv_row_shift(dy, flipped, np.zeros(c, dy.dtype), (kh - 1 - ph, kw - 1 - pw), 1, w, dx)
+        return dx.reshape(n, c, h, w)
+    dx = np.empty((n, c, h, w), dy.dtype)
+    positions = ho * wo
+    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, dy.dtype, _slots())
+    with single_threaded():
+        col2im_input_grad(dy.reshape(n, k, -1), w2t, ph, pw, kh, kw, stride[0], stride[1], ho, wo, per_task,
+                          workspace, dx)
+    return dx
+
+
+def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), bias: bool = True):
+    """(dw, db) = (∂L/∂w of shape ``weight_shape``, ∂L/∂b of shape (K,)) from dy and the forward input x;
+    db is None when not ``bias``."""
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    k, c, kh, kw = weight_shape
+    n = x.shape[0]
+    ho, wo = dy.shape[2:]
+    positions = ho * wo
+    dy3 = dy.reshape(n, k, -1)
+    db = None
+    if bias:
+        db = np.empty(k, x.dtype)
+        channel_sum(dy3, db)
+    groups = WEIGHT_GRAD_GROUPS
+    if _is_pointwise((kh, kw), stride, padding):
+        partials = np.empty((groups, k, c), x.dtype)
+        with single_threaded():
+            pointwise_weight_grad(dy3, x.reshape(n, c, -1), partials)
+        return partials.sum(axis=0).reshape(weight_shape), db
+    if stride[0] == 1:
+        return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
+    per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups)
+    partials = np.empty((groups, k, c * kh * kw), x.dtype)
+    with single_threaded():
+        im2col_weight_grad(dy3, x, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
+                           workspace, partials)
+    return partials.sum(axis=0).reshape(weight_shape), db
+
+
+def _backward_weight_row_shift(dy3: np.ndarray, x: np.ndarray, weight_shape, padding, sw: int,
+                               wo: int) -> np.ndarray:
+    """dW (K, C, kh, kw) for vertical stride 1, from dy (N, K, Ho*Wo) and the forward input x (N, C, H, W).
+
+    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)], with
+    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked) and
+    rows = ``_im2row(x padded)``, both built per task (``row_shift_weight_grad``).
+    """
+    k, c, kh, kw = weight_shape
+    n, _, h, _ = x.shape
+    block = (h + 2 * padding[0]) * wo
+    groups = WEIGHT_GRAD_GROUPS
+    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups)
+    partials = np.empty((groups, kh * k, c * kw), x.dtype)
+    with single_threaded():
+        row_shift_weight_grad(dy3, x, padding[0], padding[1], sw, wo, per_task, workspace, partials)
+    dw_rows = partials.sum(axis=0)
+    return np.ascontiguousarray(dw_rows.reshape(kh, k, c, kw).transpose(1, 2, 0, 3))

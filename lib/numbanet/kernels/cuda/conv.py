@@ -260,14 +260,15 @@ def conv2d_backward_input(dy, weight, input_shape, stride=(1, 1), padding=(0, 0)
     return dx
 
 
-def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0)):
-    """(dw, db): ∂L/∂w of shape ``weight_shape`` (K, C, kh, kw) and ∂L/∂b (K,) from dy and the input x."""
+def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), bias: bool = True):
+    """(dw, db): ∂L/∂w of shape ``weight_shape`` (K, C, kh, kw) and ∂L/∂b (K,) from dy and the input x;
+    db is None when not ``bias``."""
     k, c, kh, kw = (int(s) for s in weight_shape)
     n, _, h, w = x.shape
     ho, wo = dy.shape[2:]
     positions = ho * wo
-    db = _common.empty((k,), x.dtype)
-    if k:
+    db = _common.empty((k,), x.dtype) if bias else None
+    if k and bias:
         _channel_sum_kernel[k, _common.reduce_threads(n * positions)](dy.reshape(n, k, positions), db)
     dw = _common.empty((k, c, kh, kw), x.dtype)
     rows, cols, depth = k, c * kh * kw, n * positions
