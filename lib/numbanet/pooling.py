@@ -44,62 +44,13 @@ backward, max pooling included: a gather, no atomics), used for device arrays.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from ._validate import as_float_array, check_device, check_grad, check_ndim, pair
 from .conv import conv2d_output_size
 from .device import device_of, is_cuda
-from .kernels.cpu import pooling as cpu
+from .kernels import backend
 from .module import Module
-
-
-class _Axis(NamedTuple):
-    """The windows of one spatial axis (see the kernels' module docstring)."""
-    start: np.ndarray  # window o reads inputs [start[o], end[o])
-    end: np.ndarray
-    first: np.ndarray  # input i is read by windows [first[i], stop[i])
-    stop: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.end - self.start
-
-
-def _axis(size: int, start: np.ndarray, end: np.ndarray) -> _Axis:
-    """Build the tables from window bounds that never decrease with o (true for every pooling here)."""
-    start, end = np.clip(start, 0, size), np.clip(end, 0, size)
-    inputs = np.arange(size)
-    return _Axis(start, end, np.searchsorted(end, inputs, side="right"),
-                 np.searchsorted(start, inputs, side="right"))
-
-
-def _sliding_axis(size: int, kernel: int, stride: int, padding: int, out: int) -> _Axis:
-    start = np.arange(out, dtype=np.int64) * stride - padding
-    return _axis(size, start, start + kernel)
-
-
-def _adaptive_axis(size: int, out: int) -> _Axis:
-    """PyTorch's adaptive bins: [⌊o·size/out⌋, ⌈(o+1)·size/out⌉)."""
-    o = np.arange(out, dtype=np.int64)
-    return _axis(size, (o * size) // out, -((-(o + 1) * size) // out))
-
-
-class _Geometry(NamedTuple):
-    rows: _Axis
-    cols: _Axis
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        return len(self.rows.start), len(self.cols.start)
-
-    def window_sizes(self) -> np.ndarray:
-        """(Ho, Wo) float64: the number of real input elements in each window."""
-        return np.multiply.outer(self.rows.lengths, self.cols.lengths).astype(np.float64)
-
-    def constant(self, value: float) -> np.ndarray:
-        return np.full(self.out_hw, float(value))
 
 
 def _check_input(name: str, x) -> np.ndarray:
@@ -119,28 +70,15 @@ def _window_args(name: str, kernel_size, stride, padding):
     return kernel, stride, padding
 
 
-def _sliding_geometry(name: str, input_shape, kernel_size, stride, padding) -> _Geometry:
-    """Validate the window against the input and build its tables."""
+def _check_window(name: str, input_shape, kernel_size, stride, padding) -> tuple:
+    """Validate the window against the input: (kernel, stride, padding, (Ho, Wo))."""
     kernel, stride, padding = _window_args(name, kernel_size, stride, padding)
     height, width = input_shape[2:]
     padded = (height + 2 * padding[0], width + 2 * padding[1])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(f"{name}: kernel {kernel} is larger than the padded input {padded} "
                          f"(input shape {tuple(input_shape)}, padding {padding})")
-    out_h, out_w = conv2d_output_size(height, width, kernel, stride, padding)
-    return _Geometry(_sliding_axis(height, kernel[0], stride[0], padding[0], out_h),
-                     _sliding_axis(width, kernel[1], stride[1], padding[1], out_w))
-
-
-def _cuda():
-    """The CUDA kernels, imported on first use so that ``import numbanet`` needs no numba.cuda."""
-    from .kernels.cuda import pooling as cuda_pooling
-    return cuda_pooling
-
-
-def _planes(a: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (N·C, H, W) view: pooling treats every channel of every sample alike."""
-    return a.reshape(-1, a.shape[2], a.shape[3])
+    return kernel, stride, padding, conv2d_output_size(height, width, kernel, stride, padding)
 
 
 # -- max pooling -----------------------------------------------------------------------------------
@@ -153,15 +91,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = Fa
     (N, C, Ho, Wo), each a flat index h·W + w into its input plane (PyTorch's convention).
     """
     x = _check_input(name, x)
-    geometry = _sliding_geometry(name, x.shape, kernel_size, stride, padding)
-    if is_cuda(x):
-        return _cuda().max_pool2d(x, *_window_args(name, kernel_size, stride, padding), return_indices)
-    n, c = x.shape[:2]
-    y = np.empty((n, c, *geometry.out_hw), x.dtype)
-    indices = np.empty(y.shape, np.int64)
-    cpu.max_pool(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start,
-                 geometry.cols.end, _planes(y), _planes(indices))
-    return (y, indices) if return_indices else y
+    kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding)
+    return backend(x).pooling.max_pool2d(x, kernel, stride, padding, return_indices)
 
 
 def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=0) -> np.ndarray:
@@ -170,58 +101,25 @@ def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None,
     On the GPU the window (kernel_size, stride, padding of the forward call) is required too:
     there each input element gathers from the windows that contain it.
     """
-    if is_cuda(dy) or is_cuda(indices):
-        name = "max_pool2d_backward"
-        check_device(name, dy, indices, name="dy")
+    name = "max_pool2d_backward"
+    check_device(name, dy, indices, name="dy", reference="the indices are")
+    if tuple(np.shape(indices)) != tuple(np.shape(dy)) or tuple(np.shape(dy)[:2]) != tuple(input_shape[:2]):
+        raise ValueError(f"{name}: dy {np.shape(dy)} and indices {np.shape(indices)} must have the same shape "
+                         f"(N, C, Ho, Wo) with (N, C) = {tuple(input_shape[:2])}")
+    window = (None, None, (0, 0))  # the CPU kernel scatters to the argmax: no window needed
+    if is_cuda(dy):
         if kernel_size is None:
             raise ValueError(f"{name}: on the GPU pass the forward's kernel_size (and stride, padding): "
                              "the CUDA kernel gathers over the windows containing each input element")
-        if tuple(indices.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != tuple(input_shape[:2]):
-            raise ValueError(f"{name}: dy {dy.shape} and indices {indices.shape} must have the same shape "
-                             f"(N, C, Ho, Wo) with (N, C) = {tuple(input_shape[:2])}")
-        geometry = _sliding_geometry(name, input_shape, kernel_size, stride, padding)
-        if tuple(dy.shape[2:]) != geometry.out_hw:
+        kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding)
+        if tuple(dy.shape[2:]) != out_hw:
             raise ValueError(f"{name}: dy has spatial shape {tuple(dy.shape[2:])} but the window gives "
-                             f"{geometry.out_hw} for input shape {tuple(input_shape)}")
-        return _cuda().max_pool2d_backward(dy, indices, tuple(input_shape),
-                                           *_window_args(name, kernel_size, stride, padding))
-    dy = np.ascontiguousarray(dy)
-    indices = np.ascontiguousarray(indices, dtype=np.int64)
-    n, c, h, w = input_shape
-    if indices.shape != dy.shape or dy.shape[:2] != (n, c):
-        raise ValueError(f"max_pool2d_backward: dy {dy.shape} and indices {indices.shape} must have "
-                         f"the same shape (N, C, Ho, Wo) with (N, C) = {(n, c)}")
-    # A wrong index would write outside dx: the kernel does not bounds-check.
-    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
-        raise ValueError(f"max_pool2d_backward: indices must lie in [0, H·W) = [0, {h * w}), "
-                         f"got [{indices.min()}, {indices.max()}]")
-    dx = np.empty((n, c, h, w), dy.dtype)
-    cpu.max_pool_backward(dy.reshape(n * c, -1), indices.reshape(n * c, -1), dx.reshape(n * c, -1))
-    return dx
+                             f"{out_hw} for input shape {tuple(input_shape)}")
+        window = (kernel, stride, padding)
+    return backend(dy).pooling.max_pool2d_backward(dy, indices, tuple(input_shape), *window)
 
 
 # -- average pooling -------------------------------------------------------------------------------
-
-def _avg_divisor(geometry: _Geometry, kernel_size, count_include_pad: bool) -> np.ndarray:
-    if count_include_pad:
-        kh, kw = pair("avg_pool2d", "kernel_size", kernel_size, 1)
-        return geometry.constant(kh * kw)
-    return geometry.window_sizes()
-
-
-def _mean_pool(x: np.ndarray, geometry: _Geometry, divisor: np.ndarray) -> np.ndarray:
-    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
-    cpu.mean_pool(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start,
-                  geometry.cols.end, divisor, _planes(y))
-    return y
-
-
-def _mean_pool_backward(dy: np.ndarray, input_shape, geometry: _Geometry, divisor: np.ndarray) -> np.ndarray:
-    dx = np.empty(tuple(input_shape), dy.dtype)
-    cpu.mean_pool_backward(_planes(dy), geometry.rows.first, geometry.rows.stop, geometry.cols.first,
-                           geometry.cols.stop, divisor, _planes(dx))
-    return dx
-
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool = True, *,
                name: str = "avg_pool2d") -> np.ndarray:
@@ -232,22 +130,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool =
     (the pooling branch of an Inception module).
     """
     x = _check_input(name, x)
-    geometry = _sliding_geometry(name, x.shape, kernel_size, stride, padding)
-    if is_cuda(x):
-        return _cuda().avg_pool2d(x, *_window_args(name, kernel_size, stride, padding), count_include_pad)
-    return _mean_pool(x, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
+    kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding)
+    return backend(x).pooling.avg_pool2d(x, kernel, stride, padding, count_include_pad)
 
 
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0,
                         count_include_pad: bool = True) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo) and the forward's arguments."""
-    geometry = _sliding_geometry("avg_pool2d_backward", input_shape, kernel_size, stride, padding)
-    if is_cuda(dy):
-        return _cuda().avg_pool2d_backward(dy, tuple(input_shape),
-                                           *_window_args("avg_pool2d_backward", kernel_size, stride, padding),
-                                           count_include_pad)
-    divisor = _avg_divisor(geometry, kernel_size, count_include_pad)
-    return _mean_pool_backward(np.ascontiguousarray(dy), input_shape, geometry, divisor)
+    kernel, stride, padding, _ = _check_window("avg_pool2d_backward", input_shape, kernel_size, stride, padding)
+    return backend(dy).pooling.avg_pool2d_backward(dy, tuple(input_shape), kernel, stride, padding,
+                                                   count_include_pad)
 
 
 # -- power-average (Lp) pooling --------------------------------------------------------------------
@@ -259,11 +151,6 @@ def _check_norm_type(name: str, norm_type) -> float:
     return norm_type
 
 
-def _lp_divisor(geometry: _Geometry, kernel_size, mean: bool) -> np.ndarray:
-    kh, kw = pair("lp_pool2d", "kernel_size", kernel_size, 1)
-    return geometry.constant(kh * kw if mean else 1)
-
-
 def lp_pool2d(x, norm_type, kernel_size, stride=None, mean: bool = False, *,
               name: str = "lp_pool2d") -> np.ndarray:
     """y = (Σ_window x^p)^(1/p), or ((1/n)·Σ_window x^p)^(1/p) with ``mean=True`` (n = kh·kw).
@@ -273,38 +160,20 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, mean: bool = False, *,
     """
     x = _check_input(name, x)
     norm_type = _check_norm_type(name, norm_type)
-    geometry = _sliding_geometry(name, x.shape, kernel_size, stride, 0)
-    if is_cuda(x):
-        kernel, stride, _ = _window_args(name, kernel_size, stride, 0)
-        return _cuda().lp_pool2d(x, norm_type, kernel, stride, mean)
-    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
-    cpu.power_pool(_planes(x), norm_type, geometry.rows.start, geometry.rows.end, geometry.cols.start,
-                   geometry.cols.end, _lp_divisor(geometry, kernel_size, mean), _planes(y))
-    return y
+    kernel, stride, _, _ = _check_window(name, x.shape, kernel_size, stride, 0)
+    return backend(x).pooling.lp_pool2d(x, norm_type, kernel, stride, mean)
 
 
 def lp_pool2d_backward(dy, x, y, norm_type, kernel_size, stride=None, mean: bool = False) -> np.ndarray:
     """dx (N, C, H, W) from dy, the forward input x and output y (both needed: dx ∝ (x/y)^(p−1))."""
-    norm_type = _check_norm_type("lp_pool2d_backward", norm_type)
-    geometry = _sliding_geometry("lp_pool2d_backward", x.shape, kernel_size, stride, 0)
-    if is_cuda(dy) or is_cuda(x):
-        check_device("lp_pool2d_backward", dy, x, y, name="dy")
-        kernel, stride, _ = _window_args("lp_pool2d_backward", kernel_size, stride, 0)
-        return _cuda().lp_pool2d_backward(dy, x, y, norm_type, kernel, stride, mean)
-    x = np.ascontiguousarray(x)
-    dx = np.empty(x.shape, x.dtype)
-    cpu.power_pool_backward(_planes(np.ascontiguousarray(dy, dtype=x.dtype)), _planes(x), _planes(np.ascontiguousarray(y)),
-                            norm_type, geometry.rows.first, geometry.rows.stop, geometry.cols.first,
-                            geometry.cols.stop, _lp_divisor(geometry, kernel_size, mean), _planes(dx))
-    return dx
+    name = "lp_pool2d_backward"
+    norm_type = _check_norm_type(name, norm_type)
+    kernel, stride, _, _ = _check_window(name, np.shape(x), kernel_size, stride, 0)
+    check_device(name, dy, x, y, name="dy", reference="the forward's arrays are")
+    return backend(dy).pooling.lp_pool2d_backward(dy, x, y, norm_type, kernel, stride, mean)
 
 
 # -- adaptive average pooling ----------------------------------------------------------------------
-
-def _adaptive_geometry(input_shape, out_hw) -> _Geometry:
-    height, width = input_shape[2:]
-    return _Geometry(_adaptive_axis(height, out_hw[0]), _adaptive_axis(width, out_hw[1]))
-
 
 def _resolve_output_size(name: str, output_size, input_shape) -> tuple[int, int]:
     """int or (h, w) pair; None in the pair keeps that input dimension (as PyTorch)."""
@@ -323,20 +192,12 @@ def _resolve_output_size(name: str, output_size, input_shape) -> tuple[int, int]
 def adaptive_avg_pool2d(x, output_size, *, name: str = "adaptive_avg_pool2d") -> np.ndarray:
     """Average over PyTorch's adaptive bins.  x: (N, C, H, W) -> y: (N, C, Ho, Wo) = output_size."""
     x = _check_input(name, x)
-    out_hw = _resolve_output_size(name, output_size, x.shape)
-    if is_cuda(x):
-        return _cuda().adaptive_avg_pool2d(x, out_hw)
-    geometry = _adaptive_geometry(x.shape, out_hw)
-    return _mean_pool(x, geometry, geometry.window_sizes())
+    return backend(x).pooling.adaptive_avg_pool2d(x, _resolve_output_size(name, output_size, x.shape))
 
 
 def adaptive_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo); the bins follow from the two shapes."""
-    if is_cuda(dy):
-        return _cuda().adaptive_avg_pool2d_backward(dy, tuple(input_shape))
-    dy = np.ascontiguousarray(dy)
-    geometry = _adaptive_geometry(input_shape, dy.shape[2:])
-    return _mean_pool_backward(dy, input_shape, geometry, geometry.window_sizes())
+    return backend(dy).pooling.adaptive_avg_pool2d_backward(dy, tuple(input_shape))
 
 
 # -- layers ----------------------------------------------------------------------------------------

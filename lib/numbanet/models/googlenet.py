@@ -175,8 +175,8 @@ class CeilModeMaxPool2d(MaxPool2d):
         cols = _ceil_mode_windows(name, w, self.kernel_size[1], self.stride[1])
         y = np.empty((n, c, len(rows[0]), len(cols[0])), x.dtype)
         indices = np.empty(y.shape, np.int64)
-        cpu_pooling.max_pool(x.reshape(n * c, h, w), *rows, *cols, y.reshape(n * c, *y.shape[2:]),
-                             indices.reshape(n * c, *y.shape[2:]))
+        cpu_pooling._max_pool_kernel(x.reshape(n * c, h, w), *rows, *cols, y.reshape(n * c, *y.shape[2:]),
+                                     indices.reshape(n * c, *y.shape[2:]))
         self._cache = (x.shape, y.dtype, indices)
         return y
 

@@ -1,7 +1,7 @@
 """CPU kernels for 2-D pooling (layer: ``numbanet.pooling``).
 
 Every pooling here reads rectangular windows, so a window is described per
-axis by two small tables that the layer module builds once per call:
+axis by two small tables (``_Axis``), built once per call:
 
     window o covers input rows [row_start[o], row_end[o])        (clipped to the real input)
     input row h is covered by windows [row_first[h], row_stop[h])
@@ -14,13 +14,81 @@ Padding never has to be materialised: a padded position contributes 0 to a
 sum and -inf to a max, i.e. nothing, so clipping the window is enough.
 
 Arrays are viewed as planes: x (P, H, W) with P = N·C, outputs (P, Ho, Wo).
+The public functions at the end are those of ``kernels.cuda.pooling``, with
+validated arguments (window pairs, resolved output sizes).
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
 
+class _Axis(NamedTuple):
+    """The windows of one spatial axis."""
+    start: np.ndarray  # window o reads inputs [start[o], end[o])
+    end: np.ndarray
+    first: np.ndarray  # input i is read by windows [first[i], stop[i])
+    stop: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.end - self.start
+
+
+def _axis(size: int, start: np.ndarray, end: np.ndarray) -> _Axis:
+    """Build the tables from window bounds that never decrease with o (true for every pooling here)."""
+    start, end = np.clip(start, 0, size), np.clip(end, 0, size)
+    inputs = np.arange(size)
+    return _Axis(start, end, np.searchsorted(end, inputs, side="right"),
+                 np.searchsorted(start, inputs, side="right"))
+
+
+def _sliding_axis(size: int, kernel: int, stride: int, padding: int) -> _Axis:
+    out = (size + 2 * padding - kernel) // stride + 1
+    start = np.arange(out, dtype=np.int64) * stride - padding
+    return _axis(size, start, start + kernel)
+
+
+def _adaptive_axis(size: int, out: int) -> _Axis:
+    """PyTorch's adaptive bins: [⌊o·size/out⌋, ⌈(o+1)·size/out⌉)."""
+    o = np.arange(out, dtype=np.int64)
+    return _axis(size, (o * size) // out, -((-(o + 1) * size) // out))
+
+
+class _Geometry(NamedTuple):
+    rows: _Axis
+    cols: _Axis
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return len(self.rows.start), len(self.cols.start)
+
+    def window_sizes(self) -> np.ndarray:
+        """(Ho, Wo) float64: the number of real input elements in each window."""
+        return np.multiply.outer(self.rows.lengths, self.cols.lengths).astype(np.float64)
+
+    def constant(self, value: float) -> np.ndarray:
+        return np.full(self.out_hw, float(value))
+
+
+def _sliding(input_shape, kernel_size, stride, padding) -> _Geometry:
+    height, width = input_shape[2:]
+    return _Geometry(_sliding_axis(height, kernel_size[0], stride[0], padding[0]),
+                     _sliding_axis(width, kernel_size[1], stride[1], padding[1]))
+
+
+def _adaptive(input_shape, out_hw) -> _Geometry:
+    height, width = input_shape[2:]
+    return _Geometry(_adaptive_axis(height, out_hw[0]), _adaptive_axis(width, out_hw[1]))
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N·C, H, W) view: pooling treats every channel of every sample alike."""
+    return a.reshape(-1, a.shape[2], a.shape[3])
+
+
 @njit(parallel=True, cache=True)
-def max_pool(x, row_start, row_end, col_start, col_end, y, argmax):
+def _max_pool_kernel(x, row_start, row_end, col_start, col_end, y, argmax):
     """y[p, oh, ow] = max of the window; argmax[p, oh, ow] = its flat index h·W + w in the plane.
 
     Ties keep the first maximum in row-major order and a NaN wins, exactly as PyTorch.
@@ -45,7 +113,7 @@ def max_pool(x, row_start, row_end, col_start, col_end, y, argmax):
 
 
 @njit(parallel=True, cache=True)
-def max_pool_backward(dy, argmax, dx):
+def _max_pool_backward_kernel(dy, argmax, dx):
     """dx[p, argmax[p, o]] += dy[p, o] for dy, argmax (P, Ho·Wo) and dx (P, H·W).
 
     A scatter, but a safe one: each plane belongs to one iteration, which walks
@@ -63,7 +131,7 @@ def max_pool_backward(dy, argmax, dx):
 
 
 @njit(parallel=True, cache=True)
-def mean_pool(x, row_start, row_end, col_start, col_end, divisor, y):
+def _mean_pool_kernel(x, row_start, row_end, col_start, col_end, divisor, y):
     """y[p, oh, ow] = (Σ_{window} x[p, h, w]) / divisor[oh, ow]."""
     planes = x.shape[0]
     out_h, out_w = y.shape[1], y.shape[2]
@@ -80,7 +148,7 @@ def mean_pool(x, row_start, row_end, col_start, col_end, divisor, y):
 
 
 @njit(parallel=True, cache=True)
-def mean_pool_backward(dy, row_first, row_stop, col_first, col_stop, divisor, dx):
+def _mean_pool_backward_kernel(dy, row_first, row_stop, col_first, col_stop, divisor, dx):
     """dx[p, h, w] = Σ_{windows (oh, ow) covering (h, w)} dy[p, oh, ow] / divisor[oh, ow]."""
     planes, height, width = dx.shape
     for p in prange(planes):
@@ -95,7 +163,7 @@ def mean_pool_backward(dy, row_first, row_stop, col_first, col_stop, divisor, dx
 
 
 @njit(parallel=True, cache=True)
-def power_pool(x, norm_type, row_start, row_end, col_start, col_end, divisor, y):
+def _power_pool_kernel(x, norm_type, row_start, row_end, col_start, col_end, divisor, y):
     """y[p, oh, ow] = (Σ_{window} x[p, h, w]^norm_type / divisor[oh, ow])^(1 / norm_type)."""
     planes = x.shape[0]
     out_h, out_w = y.shape[1], y.shape[2]
@@ -113,7 +181,7 @@ def power_pool(x, norm_type, row_start, row_end, col_start, col_end, divisor, y)
 
 
 @njit(parallel=True, cache=True)
-def power_pool_backward(dy, x, y, norm_type, row_first, row_stop, col_first, col_stop, divisor, dx):
+def _power_pool_backward_kernel(dy, x, y, norm_type, row_first, row_stop, col_first, col_stop, divisor, dx):
     """dx[p, h, w] = Σ_{covering (oh, ow), y ≠ 0} dy · (x[p, h, w] / y[p, oh, ow])^(norm_type − 1) / divisor.
 
     A window whose output is 0 (all its inputs 0) passes no gradient: 0 is a
@@ -133,3 +201,103 @@ def power_pool_backward(dy, x, y, norm_type, row_first, row_stop, col_first, col
                         if pooled[oh, ow] != 0:
                             total += grad_out[oh, ow] * (value / pooled[oh, ow]) ** exponent / divisor[oh, ow]
                 dx[p, h, w] = total
+
+
+# -- the operations (same names and arguments as kernels.cuda.pooling) -----------------------------
+
+def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = False):
+    """y = max over each window; with ``return_indices`` also the int64 argmax (flat h·W + w per plane).
+
+    x: (N, C, H, W); kernel_size, stride, padding: pairs -> y (N, C, Ho, Wo).
+    """
+    geometry = _sliding(x.shape, kernel_size, stride, padding)
+    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
+    indices = np.empty(y.shape, np.int64)
+    _max_pool_kernel(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start, geometry.cols.end,
+                     _planes(y), _planes(indices))
+    return (y, indices) if return_indices else y
+
+
+def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=(0, 0)):
+    """dx (``input_shape``) from dy and the argmax ``indices`` (N, C, Ho, Wo): each plane scatters
+    dy to its winners, so the window arguments are not needed here."""
+    dy = np.ascontiguousarray(dy)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    n, c, h, w = input_shape
+    # A wrong index would write outside dx: the kernel does not bounds-check.
+    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
+        raise ValueError(f"max_pool2d_backward: indices must lie in [0, H·W) = [0, {h * w}), "
+                         f"got [{indices.min()}, {indices.max()}]")
+    dx = np.empty((n, c, h, w), dy.dtype)
+    _max_pool_backward_kernel(dy.reshape(n * c, -1), indices.reshape(n * c, -1), dx.reshape(n * c, -1))
+    return dx
+
+
+def _mean_pool(x, geometry: _Geometry, divisor: np.ndarray) -> np.ndarray:
+    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
+    _mean_pool_kernel(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start, geometry.cols.end,
+                      divisor, _planes(y))
+    return y
+
+
+def _mean_pool_backward(dy, input_shape, geometry: _Geometry, divisor: np.ndarray) -> np.ndarray:
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty(tuple(input_shape), dy.dtype)
+    _mean_pool_backward_kernel(_planes(dy), geometry.rows.first, geometry.rows.stop, geometry.cols.first,
+                               geometry.cols.stop, divisor, _planes(dx))
+    return dx
+
+
+def _avg_divisor(geometry: _Geometry, kernel_size, count_include_pad: bool) -> np.ndarray:
+    if count_include_pad:
+        return geometry.constant(kernel_size[0] * kernel_size[1])
+    return geometry.window_sizes()
+
+
+def avg_pool2d(x, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True):
+    """y = window mean (divisor kh·kw, or the real window size without ``count_include_pad``)."""
+    geometry = _sliding(x.shape, kernel_size, stride, padding)
+    return _mean_pool(x, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
+
+
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True):
+    """dx (``input_shape``) from dy (N, C, Ho, Wo) and the forward's arguments."""
+    geometry = _sliding(input_shape, kernel_size, stride, padding)
+    return _mean_pool_backward(dy, input_shape, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
+
+
+def _lp_divisor(geometry: _Geometry, kernel_size, mean: bool) -> np.ndarray:
+    return geometry.constant(kernel_size[0] * kernel_size[1] if mean else 1)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride, mean: bool = False):
+    """y = (Σ_window x^p)^(1/p), or the mean inside with ``mean=True``; no padding."""
+    geometry = _sliding(x.shape, kernel_size, stride, (0, 0))
+    y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
+    _power_pool_kernel(_planes(x), float(norm_type), geometry.rows.start, geometry.rows.end, geometry.cols.start,
+                       geometry.cols.end, _lp_divisor(geometry, kernel_size, mean), _planes(y))
+    return y
+
+
+def lp_pool2d_backward(dy, x, y, norm_type, kernel_size, stride, mean: bool = False):
+    """dx (N, C, H, W) from dy, the forward input x and output y."""
+    geometry = _sliding(x.shape, kernel_size, stride, (0, 0))
+    x = np.ascontiguousarray(x)
+    dx = np.empty(x.shape, x.dtype)
+    _power_pool_backward_kernel(_planes(np.ascontiguousarray(dy, dtype=x.dtype)), _planes(x),
+                                _planes(np.ascontiguousarray(y)), float(norm_type), geometry.rows.first,
+                                geometry.rows.stop, geometry.cols.first, geometry.cols.stop,
+                                _lp_divisor(geometry, kernel_size, mean), _planes(dx))
+    return dx
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average over PyTorch's adaptive bins; ``output_size`` a resolved pair (Ho, Wo)."""
+    geometry = _adaptive(x.shape, output_size)
+    return _mean_pool(x, geometry, geometry.window_sizes())
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape):
+    """dx (``input_shape``) from dy (N, C, Ho, Wo); the bins follow from the two shapes."""
+    geometry = _adaptive(input_shape, np.shape(dy)[2:])
+    return _mean_pool_backward(dy, input_shape, geometry, geometry.window_sizes())
