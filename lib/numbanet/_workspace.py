@@ -27,7 +27,3 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         _buffers[key] = buf
     return buf[:size].reshape(shape)
 
-
-def release() -> None:
-    """Drop every scratch buffer (e.g. after a large model, to give memory back)."""
-    _buffers.clear()

@@ -185,11 +185,6 @@ def scratch(name: str, shape, dtype):
     return buf[:size].reshape(tuple(int(s) for s in shape))
 
 
-def release_scratch() -> None:
-    """Give every device scratch buffer back."""
-    _scratch.clear()
-
-
 # -- tiled GEMM ------------------------------------------------------------------------------------
 
 def _axis_tile(size: int) -> tuple[int, int]:
