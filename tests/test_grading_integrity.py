@@ -39,6 +39,13 @@ FLAGGED = {
     "globals()": ("globals()['importlib'].reload = f", "globals()"),
     "frames": ("import sys\nsys._getframe(1).f_globals['np'] = None", "sys._getframe"),
     "trace hook": ("sys.settrace(tracer)", "sys.settrace"),
+    "profile hook through os": ("os.sys.setprofile(None)", "call guard"),
+    "profile hook read": ("hook = sys.getprofile()", "sys.getprofile"),
+    "gc referrers": ("import gc\ngc.get_referrers(check)", "gc.get_referrers"),
+    "pip with a redirect": ("!pip install x > numbanet/grading.py", "shell"),
+    "pip then a command": ("!pip install x; kill -9 $PPID", "shell"),
+    "an unknown extension": ("%load_ext cheat", "%load_ext"),
+    "%config of the kernel": ("%config IPKernelApp.exec_lines = ['x']", "%config"),
     # exceptions and builtin names
     "class AssertionError": ("class AssertionError(Exception):\n    pass", "AssertionError"),
     "AssertionError =": ("AssertionError = Warning", "AssertionError"),
@@ -99,6 +106,13 @@ NOT_FLAGGED = {
     "getattr on a module by name": "act = getattr(nn, kind)()",
     "numba's threading layer": "import numba\nnumba.config.THREADING_LAYER = 'workqueue'",
     "numba": "from numba import njit, prange\n@njit(parallel=True)\ndef k(x):\n    for i in prange(3):\n        x[i] = i",
+    # ordinary notebook habits (issue 18)
+    "autoreload": "%load_ext autoreload\n%autoreload 2",
+    "inline backend": "%config InlineBackend.figure_format = 'retina'",
+    "%env": "%env NUMBA_NUM_THREADS=2",
+    "gc": "import gc\ngc.collect()",
+    "!pip": "!pip install -q tqdm",
+    "print(globals())": "print(globals())\nprint(sorted(globals()))",
 }
 
 

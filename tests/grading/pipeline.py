@@ -12,7 +12,10 @@ students through nbgrader's Python API, and read their scores from the gradebook
 * ``cheat``     — ``partial`` plus a solution cell that makes numpy's comparisons (and the
   grading helper's ``check``) always succeed: no more than ``partial`` scores honestly;
 * ``tampered``  — ``partial`` with one failing test cell emptied and another deleted: graded
-  by the original tests (restored from the gradebook), so exactly the ``partial`` score.
+  by the original tests (restored from the gradebook), so exactly the ``partial`` score;
+* ``borrower``  — (assignments with a :class:`Borrower`) the solutions with some graded pieces
+  replaced by numbanet's own (an alias of the model zoo, ``F.conv2d`` after reloading its kernels,
+  ``nn.Conv2d(...).num_parameters()``): those pieces' test cells get 0, the others full marks.
 
 Every student's notebook also goes through the integrity scan: ``cheat`` must be flagged, the
 others not.  One assignment's class mixes in :class:`AttackChecks`, which adds a student per
@@ -69,6 +72,16 @@ class Bug(NamedTuple):
         changed = re.sub(self.pattern, self.replacement, body)
         assert changed != body, f"the bug {self.pattern!r} -> {self.replacement!r} changes nothing in {self.cell}"
         return head + "### BEGIN SOLUTION" + changed
+
+class Borrower(NamedTuple):
+    """A student who hands in numbanet's version of graded pieces instead of their own.
+
+    ``code``: grade_id of a solution cell -> code appended to it (rebinding names the cell
+    defined); ``fails``: the test cells that must get 0 (``"all"``: every one); every other test
+    cell must keep the solution's points.
+    """
+    code: dict
+    fails: tuple | str
 
 CHEAT = """import numpy as np, numpy.testing, numbanet.grading
 np.allclose = lambda *args, **kwargs: True
@@ -136,7 +149,8 @@ def body_only(source: str) -> str:
                      and "### END SOLUTION" not in line)
 
 
-def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bug: Bug):
+def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bug: Bug,
+               borrower: Borrower | None = None):
     """The notebook ``student`` hands in: the release (a deep copy) with their solution cells."""
     nb = nbformat.from_dict(release)
     answer_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
@@ -151,6 +165,8 @@ def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bu
                       "loop": LOOP_BEFORE_CODE}.get(student, "") + source
         if position == len(answer_cells) - 1:
             source += {"exit": EXIT_AFTER_CODE, "crash": CRASH_AFTER_CODE}.get(student, "")
+        if student == "borrower":
+            source += "\n" + borrower.code.get(grade_id, "")
         cell.source = body_only(source)
     if student == "tampered":
         edited, deleted = bug.fails[:2]
@@ -173,9 +189,10 @@ def comparable(nb: nbformat.NotebookNode) -> dict:
             "cells": [(c.get("id"), c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]}
 
 
-def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...] = ()) -> dict:
+def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...] = (),
+               borrower: Borrower | None = None) -> dict:
     api = NbGraderAPI(config=course_config(course))
-    students = STUDENTS + list(attacks)
+    students = STUDENTS + list(attacks) + (["borrower"] if borrower else [])
 
     result = api.generate_assignment(assignment)
     assert result["success"], result.get("error")
@@ -189,7 +206,7 @@ def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...]
     for student in students:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        nbformat.write(submission(release, solutions, student, bug), folder / f"{assignment}.ipynb")
+        nbformat.write(submission(release, solutions, student, bug, borrower), folder / f"{assignment}.ipynb")
         for name, text in (GRADER_FILES if student == "grader" else {}).items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
@@ -221,6 +238,7 @@ class PipelineTests:
     assignment: str
     bug: Bug
     attacks: tuple[str, ...] = ()   # names from ATTACKS: extra students (AttackChecks sets them all)
+    borrower: Borrower | None = None  # a student handing in numbanet's pieces (see Borrower)
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -233,7 +251,7 @@ class PipelineTests:
         with pytest.MonkeyPatch.context() as patch:
             # nbgrader's gradebook runs the `alembic` script of this environment
             patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-            return run_course(assignment, cls.bug, course, cls.attacks)
+            return run_course(assignment, cls.bug, course, cls.attacks, cls.borrower)
 
     def test_exercises_match_generate_assignment(self, graded):
         """exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/."""
@@ -274,6 +292,18 @@ class PipelineTests:
             assert cells[name] > 0, name
         for name in self.bug.fails:
             assert cells[name] == 0, name
+
+    def test_numbanets_own_pieces_earn_nothing(self, graded):
+        """Aliases of the model zoo, numbanet's functions (also after reloading their kernels or
+        restoring them) in place of the student's: those test cells get 0, and say why."""
+        if self.borrower is None:
+            pytest.skip("no borrower student for this assignment")
+        cells, solution = graded["cells"]["borrower"], graded["cells"]["solution"]
+        fails = set(cells) if self.borrower.fails == "all" else set(self.borrower.fails)
+        assert fails <= set(cells), fails - set(cells)
+        for name, score in cells.items():
+            assert score == (0 if name in fails else solution[name]), name
+        assert "off limits" in graded["feedback"]["borrower"].read_text()
 
     def test_patched_comparisons_gain_nothing(self, graded):
         assert graded["scores"]["cheat"] <= graded["scores"]["partial"]

@@ -41,19 +41,21 @@ from __future__ import annotations
 import sys
 import zlib
 
+import importlib as _importlib
+
+from . import capstone, offlimits
 from .verdict import build as _build
 
-__all__ = ["check", "randn", "array", "OffLimitsError"]
+# A test cell reloads this module from disk; the guard and the capstone checks are reloaded with
+# it, so that what a solution cell did to them is gone too.
+offlimits = _importlib.reload(offlimits)
+capstone = _importlib.reload(capstone)
+OffLimitsError = offlimits.OffLimitsError
 
-# Kernels that compute the reference answers: inside a graded call they raise instead.
-_OFF_LIMITS_MODULES = ("numbanet.kernels.cpu.conv", "numbanet.kernels.cpu.pooling",
-                       "numbanet.kernels.cpu.norm", "numbanet.kernels.cpu.dropout")  # a5: BatchNorm, dropout
+__all__ = ["check", "randn", "array", "OffLimitsError", "capstone"]
+
 _VERDICT_TIMEOUT_S = 120   # the reference process (about a second; nbgrader interrupts a cell after 60 s)
 _recipes_made = 0          # automatic seeds: the n-th randn() since this module was (re)loaded
-
-
-class OffLimitsError(RuntimeError):
-    """Raised when a graded function calls numbanet's own convolution or pooling kernels."""
 
 
 # -- test inputs ---------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def _plain(values):
 def check(name: str, student_fn, cases, *, reference: str | None = None, expected=None,
           reference_cases=None, outputs=("output",), compare: str = "close",
           rtol: float = 1e-7, atol: float = 1e-9, check_dtype: bool = False, hint: str = "",
-          numbanet_layers: bool = False) -> None:
+          numbanet_layers: bool = False, off_limits: tuple = ()) -> None:
     """Run ``student_fn`` on every case and compare with the reference; raise AssertionError if wrong.
 
     name:            what is being tested, printed first ("conv2d_naive: stride 2 with padding").
@@ -119,9 +121,14 @@ def check(name: str, student_fn, cases, *, reference: str | None = None, expecte
                      "le" / "ge": got <= expected / got >= expected (error bounds).
     check_dtype:     floating outputs must have the reference's dtype (float32 stays float32).
     hint:            printed when the check fails.
-    numbanet_layers: leave numbanet's convolution and pooling kernels on while the student's
-                     function runs (capstones whose modules are built from ``nn.Conv2d``,
-                     ``nn.MaxPool2d``, ...); the default switches them off.
+    numbanet_layers: let the student's function use numbanet's layers (capstones built from
+                     ``nn.Conv2d``, ``nn.MaxPool2d``, ...); only the model zoo
+                     (``numbanet.models``) is off limits.  The default puts all of numbanet off
+                     limits: a call into it fails the case (:mod:`numbanet.grading.offlimits`).
+    off_limits:      classes or functions off limits as well (``nn.Concat`` for an Inception module).
+
+    Warnings and anything the function writes to stderr are shown in the feedback (on stdout:
+    nbgrader gives 0 points to a test cell that writes to stderr), and do not cost points.
     """
     import os
     import tempfile
@@ -144,7 +151,7 @@ def check(name: str, student_fn, cases, *, reference: str | None = None, expecte
         case = {"args": [_encode(a, f"c{i}a{j}", arrays) for j, a in enumerate(args)],
                 "ref_args": [_encode(a, f"c{i}r{j}", arrays) for j, a in enumerate(ref_args)]}
         student = _call_student(student_fn, tuple(_materialise(a) for a in args), len(outputs),
-                                numbanet_layers)
+                                numbanet_layers, off_limits)
         if "values" in student:
             student["values"] = [_encode(v, f"c{i}s{k}", arrays) for k, v in enumerate(student["values"])]
         case["student"] = student
@@ -215,16 +222,19 @@ def _encode(value, key: str, arrays: dict) -> dict:
     return {"array": key}
 
 
-def _call_student(student_fn, args: tuple, n_outputs: int, numbanet_layers: bool = False) -> dict:
-    """{"values": [...]} or {"error": text}, plus {"warnings": [...]} if it warned."""
+def _call_student(student_fn, args: tuple, n_outputs: int, numbanet_layers: bool = False,
+                  off_limits: tuple = ()) -> dict:
+    """{"values": [...]} or {"error": text}, plus {"warnings": [...]} if it warned or wrote to
+    the standard error stream."""
     import os
     import traceback
     import warnings
     result: dict = {}
-    with warnings.catch_warnings(record=True) as caught:
+    guard = offlimits.OffLimits(offlimits.forbidden_code("models" if numbanet_layers else "numbanet", tuple(off_limits)))
+    with warnings.catch_warnings(record=True) as caught, _CapturedStderr() as stderr:
         warnings.simplefilter("always")
         try:
-            with _NumbanetOffLimits(enabled=not numbanet_layers):
+            with guard:
                 value = student_fn(*args)
         except Exception as error:  # noqa: BLE001 - the student's error becomes feedback
             # point at the student's line: the last frame outside numbanet's own files
@@ -241,42 +251,55 @@ def _call_student(student_fn, args: tuple, n_outputs: int, numbanet_layers: bool
             else:
                 got = f"{len(value)} values" if isinstance(value, (tuple, list)) else type(value).__name__
                 result["error"] = f"it returned {got}; expected a tuple of {n_outputs} values"
-    if caught:
-        result["warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    if guard.violations:
+        result.pop("values", None)
+        result["error"] = f"OffLimitsError: {guard.violations[0]}, which is off limits while it is graded"
+    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    if stderr.text.strip():
+        notes.append(f"(on stderr) {stderr.text.strip()[-2000:]}")
+    if notes:
+        result["warnings"] = notes
     return result
 
 
-class _NumbanetOffLimits:
-    """While active, numbanet's conv and pooling kernels raise OffLimitsError (unless not ``enabled``)."""
+class _CapturedStderr:
+    """Collects what is written to the standard error stream, Python's ``sys.stderr`` and file
+    descriptor 2 (Numba, OpenMP, C libraries), into ``text``.
 
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+    nbgrader gives 0 points to a test cell with any output on stderr, so a correct function that
+    prints a warning there would lose its points; :func:`check` shows the text as feedback on
+    stdout instead.
+    """
 
     def __enter__(self):
-        import importlib
-        self._saved = []
-        for module_name in _OFF_LIMITS_MODULES if self.enabled else ():
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                continue
-            for attr, obj in list(vars(module).items()):
-                if hasattr(obj, "py_func"):  # a numba dispatcher
-                    self._saved.append((module, attr, obj))
-                    setattr(module, attr, _off_limits_stub(f"{module_name}.{attr}"))
+        import contextlib
+        import io
+        import os
+        import tempfile
+        self.text = ""
+        self._python = io.StringIO()
+        self._redirect = contextlib.redirect_stderr(self._python)
+        self._redirect.__enter__()
+        try:
+            self._file = tempfile.TemporaryFile()
+            self._saved_fd = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except OSError:  # no file descriptor 2 (an embedded interpreter): Python's stream only
+            self._file = None
         return self
 
     def __exit__(self, *exc):
-        for module, attr, obj in self._saved:
-            setattr(module, attr, obj)
+        import os
+        self._redirect.__exit__(*exc)
+        text = self._python.getvalue()
+        if self._file is not None:
+            os.dup2(self._saved_fd, 2)
+            os.close(self._saved_fd)
+            self._file.seek(0)
+            text += self._file.read().decode("utf-8", "replace")
+            self._file.close()
+        self.text = text
         return False
-
-
-def _off_limits_stub(kernel: str):
-    def stub(*args, **kwargs):
-        raise OffLimitsError(f"your function called numbanet's own convolution/pooling/normalization/dropout "
-                             f"({kernel}); they are switched off while it is graded: write the computation yourself")
-    return stub
 
 
 def _numbanet_folder() -> str:

@@ -22,7 +22,10 @@ assignment is parsed (IPython syntax included) and the statements that do any of
   ``raise SystemExit``), run shell commands (``os.system``, ``!cmd``, ``%%bash``), or load code
   the scan cannot see (``exec`` / ``eval`` / ``compile`` of anything but a string literal that
   itself scans clean, ``%run``, ``%load_ext``);
-* import a module that only tampering needs here: ``ctypes``, ``gc``, ``signal``, ``threading``,
+* reach the grader's call guard (a profile hook, :mod:`numbanet.grading.offlimits`):
+  ``settrace`` / ``setprofile`` / ``gettrace`` / ``getprofile`` / ``monitoring`` reached from any
+  module (``os.sys.setprofile``), or objects through ``gc.get_referrers`` / ``get_objects``;
+* import a module that only tampering needs here: ``ctypes``, ``signal``, ``threading``,
   ``multiprocessing``, ``subprocess``, ``atexit``, ``faulthandler``, the Jupyter kernel's own
   packages (``importlib`` and ``builtins`` may be imported: a student trying out a copy of a test
   cell does; writing into them is flagged);
@@ -31,7 +34,10 @@ assignment is parsed (IPython syntax included) and the statements that do any of
 A student's own functions, classes, variables and attributes of their own objects
 (``self.cache = x``, ``layer.weight = w``, ``self.__dict__``), module functions that happen to be
 called ``append`` or ``insert`` (``np.append``), ``getattr(nn, name)``, and ``sys.path``,
-``os.environ`` and ``numba.config`` settings (they do not reach the grader) are not flagged.
+``os.environ`` and ``numba.config`` settings (they do not reach the grader) are not flagged; nor
+are ordinary notebook habits: ``%load_ext autoreload`` (and a few other extensions),
+``%autoreload``, ``%config InlineBackend...``, ``%env``, ``import gc`` / ``gc.collect()``,
+``!pip install ...``, ``print(globals())``.
 
 :func:`neutralise` replaces every flagged statement by ``pass``, keeping the line numbers, so the
 tests then grade exactly the student's code without the tampering.
@@ -58,7 +64,7 @@ REPORT_NAME = "integrity.json"   # autograded/<student>/<assignment>/integrity.j
 _KNOWN_MODULES = {"np", "numpy", "nb", "numbanet", "F", "nn", "functional", "grading", "sys", "os",
                   "builtins", "__builtins__", "importlib", "numba", "math", "time", "warnings",
                   "random", "tempfile", "subprocess", "inspect", "types", "IPython", "scipy", "torch"}
-_FORBIDDEN_IMPORTS = {"ctypes", "_ctypes", "cffi", "gc", "signal", "threading",
+_FORBIDDEN_IMPORTS = {"ctypes", "_ctypes", "cffi", "signal", "threading",
                       "_thread", "multiprocessing", "subprocess", "_posixsubprocess", "atexit",
                       "faulthandler", "pty", "ipykernel", "jupyter_client", "zmq", "tornado", "nbclient"}
 # attributes that lead from any object to module namespaces, builtins or frames
@@ -70,8 +76,13 @@ _MODULE_DUNDERS = {"__dict__", "__code__", "__closure__", "__defaults__", "__kwd
                    "__delattr__"}
 _SENSITIVE_MODULES = {"builtins", "__builtins__", "os", "posix", "sys", "importlib", "grading"}
 _SYS_ATTRS = {"modules", "meta_path", "path_hooks", "path_importer_cache", "settrace", "setprofile",
-              "_getframe", "excepthook", "displayhook", "addaudithook", "exit", "breakpointhook",
-              "unraisablehook"}
+              "gettrace", "getprofile", "_getframe", "excepthook", "displayhook", "addaudithook", "exit",
+              "breakpointhook", "unraisablehook"}
+# the grader's call guard (numbanet.grading.offlimits) is a profile hook: these reach or remove it,
+# however the module is reached (``os.sys.setprofile``, ``importlib.import_module("sys").settrace``)
+_HOOK_ATTRS = {"settrace", "setprofile", "gettrace", "getprofile", "monitoring", "_getframe"}
+# gc may collect; what finds arbitrary objects (the grader's, through their references) is flagged
+_GC_REACHING = {"get_referrers", "get_referents", "get_objects", "callbacks", "garbage"}
 _OS_CALLS = re.compile(r"^(_exit|kill|killpg|abort|system|popen|fork|forkpty|exec\w*|spawn\w*|"
                        r"posix_spawn\w*|setuid|setgid)$")
 _PROTECTED_BUILTINS = ({name for name in dir(builtins)
@@ -84,7 +95,15 @@ _PY_MAGICS = {"time", "timeit", "prun", "capture"}   # magics whose argument / c
 _INERT_CELL_MAGICS = {"html", "markdown", "latex", "svg", "javascript", "js"}
 _SAFE_LINE_MAGICS = {"time", "timeit", "prun", "matplotlib", "pip", "conda", "who", "whos", "pinfo",
                      "pinfo2", "psearch", "precision", "pwd", "lsmagic", "magic", "page", "debug", "tb",
-                     "xmode", "pdb", "history", "doctest_mode", "pprint", "capture"}
+                     "xmode", "pdb", "history", "doctest_mode", "pprint", "capture", "autoreload", "aimport",
+                     "env"}   # %env sets os.environ, which does not reach the grader
+# ordinary notebook habits: %load_ext of these extensions, %config of the inline plots' backend
+_SAFE_EXTENSIONS = {"autoreload", "line_profiler", "memory_profiler", "snakeviz", "watermark"}
+_SAFE_CONFIG_PREFIXES = ("InlineBackend.", "IPCompleter.", "Completer.", "HistoryManager.")
+# readers of the notebook namespace: print(globals()) shows it, it cannot change anything
+_NAMESPACE_READERS = {"print", "len", "sorted", "list", "dir", "repr", "str", "set", "pprint", "display"}
+# `!pip install x` (a shell command with nothing but pip's arguments: no ; & | ` $ < > or newline)
+_PIP_COMMAND = re.compile(r"^\s*(pip3?|python3? -m pip) [\w .,=~\[\]@/:+\-'\"]*$")
 _SAFE_IPYTHON_ATTRS = {"run_line_magic", "run_cell_magic"}
 # module state that students may set: it does not reach the grader
 _UNFLAGGED_MODULE_STATE = {("sys", "path"), ("os", "environ"), ("numba", "config")}
@@ -161,6 +180,8 @@ class _Scanner(ast.NodeVisitor):
         self.statements: list[ast.stmt] = []
         self.class_bodies = 0           # how many class bodies we are in
         self.flagged: dict = {}
+        self.read_only_calls: set = set()   # ids of globals() calls whose value is only read
+        self.checked_commands: set = set()  # ids of get_ipython().system attributes of checked calls
 
     # bookkeeping
 
@@ -387,10 +408,14 @@ class _Scanner(ast.NodeVisitor):
         path = self.path(node)
         if node.attr in _ESCAPE_ATTRS or node.attr in _MODULE_DUNDERS and root is not None:
             self.flag(f"uses {ast.unparse(node)}")
-        elif root == _IPYTHON and node.attr not in _SAFE_IPYTHON_ATTRS:
+        elif root == _IPYTHON and node.attr not in _SAFE_IPYTHON_ATTRS and id(node) not in self.checked_commands:
             self.flag(f"uses the Jupyter kernel ({ast.unparse(node)})")
         elif root is not None and len(path) == 2 and path[0] == "sys" and path[1] in _SYS_ATTRS:
             self.flag(f"uses sys.{path[1]}")
+        elif root is not None and node.attr in _HOOK_ATTRS:
+            self.flag(f"uses {ast.unparse(node)}, which reaches the grader's call guard")
+        elif root is not None and node.attr in _GC_REACHING and path[:1] == ("gc",):
+            self.flag(f"uses {ast.unparse(node)}, which reaches the grader's objects")
         self.generic_visit(node)
 
     def visit_Compare(self, node):
@@ -420,7 +445,7 @@ class _Scanner(ast.NodeVisitor):
                     self.flag(f"{name}() of code that {inner[0].reason}")
         elif name in _PROCESS_ENDERS and not self.scope_has(name):
             self.flag(f"calls {name}(), which ends the kernel")
-        elif name == "globals" and not self.scope_has(name):
+        elif name == "globals" and not self.scope_has(name) and id(node) not in self.read_only_calls:
             self.flag("uses globals()")
         elif name in ("setattr", "delattr") and first_root is not None:
             self.flag(f"calls {name} on {ast.unparse(node.args[0])}, part of a module")
@@ -429,16 +454,28 @@ class _Scanner(ast.NodeVisitor):
             self.flag(f"getattr on {ast.unparse(node.args[0])} with a computed name")
         elif len(path) == 2 and path[0] in ("os", "posix") and self.is_module(path[0]) and _OS_CALLS.match(path[1]):
             self.flag(f"calls {path[0]}.{path[1]}")
+        if name in _NAMESPACE_READERS or path[-1:] == ("pprint",):
+            # print(globals()), sorted(globals()): the namespace is only read
+            self.read_only_calls.update(id(a) for a in node.args if isinstance(a, ast.Call)
+                                        and isinstance(a.func, ast.Name) and a.func.id == "globals")
         if isinstance(func, ast.Attribute) and func.attr in ("run_line_magic", "run_cell_magic", "system",
                                                                "getoutput") and self.root(func.value) == _IPYTHON:
+            self.checked_commands.add(id(func))   # judged by check_magic, not as an attribute
             self.check_magic(func.attr, node.args)
         self.generic_visit(node)
 
     def check_magic(self, method: str, args) -> None:
         if method in ("system", "getoutput"):
-            self.flag("runs a shell command")
+            command = _literal_text(args[0]) if args else None
+            if command is None or not _PIP_COMMAND.match(command):
+                self.flag("runs a shell command")
             return
         magic = _literal_text(args[0]) if args else None
+        argument = (_literal_text(args[1]) or "").strip() if len(args) > 1 else ""
+        if method == "run_line_magic" and magic == "load_ext" and argument in _SAFE_EXTENSIONS:
+            return
+        if method == "run_line_magic" and magic == "config" and argument.startswith(_SAFE_CONFIG_PREFIXES):
+            return
         if magic in ("system", "sx", "sh", "bash", "script"):
             self.flag(f"runs a shell command (%{magic})")
         elif magic in _PY_MAGICS:
