@@ -6,7 +6,8 @@
    one kernel per job, working directory ``book/``) into ``book/_build/executed/``.
    ``NUMBANET_CI=1`` in the environment selects the chapters' small settings.
 2. Renders each executed notebook to ``book/_build/html/<name>.html`` with
-   nbconvert, plus ``index.html`` with the table of contents and prev/next links.
+   nbconvert (template ``_tools/templates/book``: code cells tagged ``answers`` are
+   shown in closed ``<details>``), plus ``index.html`` with the table of contents and prev/next links.
    Math is typeset by a local MathJax 2 copy (installed once from the npm
    registry into ``book/_build/npm``), so the pages need no network.
 
@@ -102,8 +103,9 @@ def render(executed: list[Path]) -> Path:
     mathjax = html_dir / "mathjax"
     if not mathjax.exists():
         shutil.copytree(ensure_mathjax(), mathjax)
-    exporter = HTMLExporter(template_name="lab", mathjax_url="mathjax/MathJax.js" + MATHJAX_QUERY,
-                            require_js_url="")
+    # templates/book: JupyterLab's template with the "check yourself" answers in closed <details>
+    exporter = HTMLExporter(template_name="book", extra_template_basedirs=[str(BOOK / "_tools" / "templates")],
+                            mathjax_url="mathjax/MathJax.js" + MATHJAX_QUERY, require_js_url="")
     notebooks = [nbformat.read(p, as_version=4) for p in executed]
     titles = [title_of(nb) for nb in notebooks]
     pages = [p.with_suffix(".html").name for p in executed]
