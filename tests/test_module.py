@@ -92,7 +92,7 @@ def test_gradcheck_names_the_worst_index_on_failure():
     x = np.random.default_rng(0).standard_normal((3, 4))
     wrong = 3 * x**2
     wrong[1, 2] += 0.5
-    with pytest.raises(AssertionError, match=r"input 0 at index \(1, 2\): analytic .* vs numeric"):
+    with pytest.raises(AssertionError, match=r"input 0 at index \(1, 2\) \(the worst of 1 elements outside the tolerance\): analytic .* vs numeric"):
         nb.gradcheck(lambda x: float(np.sum(x**3)), [x], [wrong])
 
 
