@@ -15,7 +15,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
                                     SaveAutoGrades)
 
-from numbanet.grading.preprocessors import IntegrityScan, ResilientExecute, RestoreCellMetadata, RestoreHiddenTests
+from numbanet.grading.preprocessors import IntegrityScan, RestoreCellMetadata, RestoreHiddenTests, SandboxedExecute
 
 c = get_config()  # noqa: F821 - defined by traitlets when it loads this file
 
@@ -54,7 +54,15 @@ c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9]+)_(?P<f
 #                        (`python -m numbanet.grading.integrity report` lists flagged submissions).
 c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCellMetadata, DeduplicateIds, OverwriteKernelspec,
                                       RestoreHiddenTests, OverwriteCells, IntegrityScan, CheckCellMetadata]
-# Execute: nbgrader's list with ResilientExecute in place of Execute: a cell that kills or hangs the
-# kernel costs that cell (and what it defined); the kernel is restarted, the cells above re-run.
-c.Autograde.autograde_preprocessors = [ResilientExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+# Execute: nbgrader's list with SandboxedExecute in place of Execute.  The student's kernel runs in a
+# bubblewrap sandbox (numbanet/grading/sandbox.py: no course folder, no network, the library read-only,
+# private /tmp and home, the limits below); grading.check() there only writes the student's outputs, and
+# the verdicts are computed after the run in a process outside the sandbox, from the locked cells as the
+# gradebook has them.  A cell that kills or hangs the kernel costs that cell (and what it defined); the
+# kernel is restarted, the cells above re-run.  Without bubblewrap autograde refuses to run student code:
+# `apt-get install bubblewrap`, or (not recommended) `nbgrader autograde A --Sandbox.unsafe=True`.
+c.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.Sandbox.memory_limit = 4 << 30     # bytes of address space per process: a memory bomb gets MemoryError
+c.Sandbox.cpu_time_limit = 1200      # CPU seconds per process
+c.Sandbox.processes = 256            # processes and threads: a fork bomb stops there

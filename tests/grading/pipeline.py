@@ -121,7 +121,84 @@ CRASH_AFTER_CODE = ("\nnp.lib.stride_tricks.as_strided(np.zeros(1), shape=(1 << 
 # idle, so it spares CI's cores: nbgrader interrupts it like a busy loop, after Execute.timeout
 LOOP_BEFORE_CODE = "import time\nwhile True:\n    time.sleep(0.5)\n"
 
+# Escapes that no statement scan can stop, appended to the buggy solution cell (after the student's
+# definitions): each runs in the sandboxed kernel and prints what happened.  {course} is the course folder.
+ESCAPE_AFTER_CODE = """
+import functools, importlib, json, os, time, types
+import numpy as np, numbanet.grading
+def _attempt(what, action):
+    try:
+        print(what, "->", action())
+    except BaseException as error:   # noqa: BLE001 - an attack that is stopped goes on with the next
+        print(what, "-> blocked:", type(error).__name__, str(error)[:120])
+_roots = [os.path.abspath(os.path.join(*[".."] * up)) for up in range(1, 4)] + [{course!r}]   # autograded/<student>/<a>
+def _steal_solution():   # the instructor's notebook (solutions, hidden tests): run its conv2d_naive
+    for root in _roots:
+        for folder in ("solutions", "source"):
+            path = os.path.join(root, folder, "{assignment}", "{assignment}.ipynb")
+            if os.path.exists(path):
+                cells = json.load(open(path))["cells"]
+                exec("".join(next(c["source"] for c in cells
+                                  if c["metadata"].get("nbgrader", {{}}).get("grade_id") == "{cell}")), globals())
+                return "stole " + path
+    return "no solutions found"
+def _rewrite_grader():   # every later check, in the kernel and in the grader's own process, passes
+    with open(numbanet.grading.__file__, "a") as f:
+        f.write("\\ncheck = lambda *args, **kwargs: print('passed')\\n")
+    return "rewrote " + numbanet.grading.__file__
+_fake = types.ModuleType("numbanet.grading")
+_fake.check, _fake.randn, _fake.array = (lambda *args, **kwargs: print("passed")), (lambda *a, **k: None), (lambda *a, **k: None)
+def _patch_reload():
+    vars(importlib).update(reload=lambda module: _fake)
+    return "importlib.reload patched"
+def _patch_numpy():
+    vars(np).update(allclose=lambda *args, **kwargs: True)
+    functools.partial(setattr, np)("array_equal", lambda *args, **kwargs: True)
+    return "numpy patched"
+def _shell():   # a shell: copy the hidden tests out, write into the gradebook's folder, delete the gradebook
+    run = importlib.import_module("subprocess").run
+    script = "; ".join(f"cp -r {{r}}/solutions /tmp/stolen; [ -f {{r}}/gradebook.db ] && touch {{r}}/escape-was-here "
+                       f"&& echo x >> {{r}}/gradebook.db" for r in _roots)
+    return run(["sh", "-c", script], capture_output=True, text=True).returncode
+def _write_gradebook_folder():
+    for root in _roots:
+        if os.path.exists(os.path.join(root, "gradebook.db")):
+            open(os.path.join(root, "escape-was-here"), "w").write("x")
+            return "wrote next to " + os.path.join(root, "gradebook.db")
+    return "no gradebook found"
+def _fork_bomb():   # bounded: at most 1000 children, all alive at once, until the pipe closes
+    leave, started = getattr(os, "_" + "exit"), 0
+    read_end, write_end = os.pipe()
+    try:
+        for started in range(1000):
+            if os.fork() == 0:
+                os.close(write_end)
+                os.read(read_end, 1)
+                leave(0)
+    except OSError as error:
+        result = f"stopped after {{started}} processes ({{type(error).__name__}})"
+    else:
+        result = "1000 processes started"
+    os.close(write_end)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return result
+def _memory_bomb():   # bounded: 6 GiB at once
+    return f"allocated {{np.ones((6 << 30) // 8).nbytes >> 30}} GiB"
+for _what, _action in [("solutions", _steal_solution), ("grader file", _rewrite_grader), ("gradebook folder",
+                       _write_gradebook_folder), ("shell", _shell), ("fork bomb", _fork_bomb),
+                       ("memory bomb", _memory_bomb), ("numpy", _patch_numpy), ("reload", _patch_reload)]:
+    _attempt(_what, _action)
+"""
+# what the sandbox must have made of each (the escape student's output lines)
+ESCAPES_STOPPED = ("solutions -> no solutions found", "grader file -> blocked: ",
+                   "gradebook folder -> no gradebook found", "fork bomb -> stopped after",
+                   "memory bomb -> blocked: MemoryError")
+
 ATTACKS = {
+    "escape": "partial",      # the escapes above: the sandbox and the outside verdict stop them
     "assertions": "partial",  # AssertionError and numpy's assert helpers redefined
     "grader": "partial",      # a fake grader: importlib.reload, sys.modules patched; numbanet/grading.py handed in
     "metadata": "partial",    # test cells handed in as grade: false / solution: true / unlocked / renamed
@@ -129,7 +206,7 @@ ATTACKS = {
     "crash": "solution",      # a segfault after correct code in the last solution cell
     "loop": "solution",       # an infinite loop before the definitions in the first solution cell
 }
-FLAGGED = {"cheat", "assertions", "grader", "exit"}   # students the integrity scan must flag
+FLAGGED = {"cheat", "assertions", "grader", "exit", "escape"}   # students the integrity scan must flag
 VOLATILE_NOTEBOOK_METADATA = ("widgets", "vscode", "toc")
 
 
@@ -150,8 +227,9 @@ def body_only(source: str) -> str:
 
 
 def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bug: Bug,
-               borrower: Borrower | None = None):
-    """The notebook ``student`` hands in: the release (a deep copy) with their solution cells."""
+               borrower: Borrower | None = None, course: Path = Path("/nonexistent"), assignment: str = ""):
+    """The notebook ``student`` hands in: the release (a deep copy) with their solution cells
+    (``course`` and ``assignment``: where the escape student looks for the instructor's files)."""
     nb = nbformat.from_dict(release)
     answer_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     buggy = student in ("partial", "cheat", "tampered") or ATTACKS.get(student) == "partial"
@@ -160,6 +238,8 @@ def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bu
         source = solutions[grade_id]
         if buggy and grade_id == bug.cell:
             source = bug.apply(source)
+            if student == "escape":
+                source += ESCAPE_AFTER_CODE.format(course=str(course), assignment=assignment, cell=bug.cell)
         if position == 0:  # before every function and test
             source = {"cheat": CHEAT, "assertions": ASSERTIONS_CHEAT, "grader": GRADER_CHEAT,
                       "loop": LOOP_BEFORE_CODE}.get(student, "") + source
@@ -192,6 +272,10 @@ def comparable(nb: nbformat.NotebookNode) -> dict:
 def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...] = (),
                borrower: Borrower | None = None) -> dict:
     api = NbGraderAPI(config=course_config(course))
+    # the escape student's statements are only reported, not removed: the sandbox alone must stop them
+    report_only = course_config(course)
+    report_only.IntegrityScan.neutralise = False
+    apis = {"escape": NbGraderAPI(config=report_only)}
     students = STUDENTS + list(attacks) + (["borrower"] if borrower else [])
 
     result = api.generate_assignment(assignment)
@@ -202,15 +286,17 @@ def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...]
     solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
                  if c.metadata.get("nbgrader", {}).get("solution")}
 
+    instructor_files = fingerprint(course)
     logs, feedback, integrity = {}, {}, {}
     for student in students:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        nbformat.write(submission(release, solutions, student, bug, borrower), folder / f"{assignment}.ipynb")
+        nbformat.write(submission(release, solutions, student, bug, borrower, course, assignment),
+                       folder / f"{assignment}.ipynb")
         for name, text in (GRADER_FILES if student == "grader" else {}).items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
-        result = api.autograde(assignment, student)
+        result = apis.get(student, api).autograde(assignment, student)
         assert result["success"], f"{student}: {result.get('error')}\n{result.get('log')}"
         logs[student] = result.get("log", "")
         integrity[student] = json.loads((course / "autograded" / student / assignment / "integrity.json").read_text())
@@ -218,6 +304,10 @@ def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...]
         assert result["success"], f"{student}: {result.get('error')}"
         feedback[student] = course / "feedback" / student / assignment / f"{assignment}.html"
 
+    changed = sorted(name for name, data in fingerprint(course).items() if instructor_files.get(name) != data)
+    for name in changed:   # a failed sandbox must not leave the repository's library rewritten for later tests
+        if name in instructor_files and name.startswith(str(REPO)):
+            Path(name).write_bytes(instructor_files[name])
     scores, cells = {}, {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         max_score = gb.find_assignment(assignment).max_score
@@ -228,7 +318,19 @@ def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...]
     order = [c.get("id") for c in source.cells]
     return {"assignment": assignment, "course": course, "release_path": release_path, "max": max_score,
             "scores": scores, "cells": cells, "logs": logs, "feedback": feedback, "integrity": integrity,
-            "answer_cells": [grade_id for grade_id in order if grade_id in solutions], "order": order}
+            "answer_cells": [grade_id for grade_id in order if grade_id in solutions], "order": order,
+            "changed_instructor_files": changed}
+
+
+def fingerprint(course: Path) -> dict:
+    """{path: contents} of what student code must not change: the installed library, nbgrader_config.py,
+    the course's sources; and the names of the files next to the gradebook (none may appear)."""
+    files = [*sorted((REPO / "lib" / "numbanet").rglob("*.py")), REPO / "nbgrader_config.py",
+             *sorted(p for p in (course / "solutions").rglob("*") if p.is_file())]
+    found = {str(path): path.read_bytes() for path in files}
+    found[f"{course}/ (files)"] = repr(sorted(p.name for p in course.iterdir()
+                                               if p.is_file() and not p.name.startswith("gradebook.db"))).encode()
+    return found
 
 
 class PipelineTests:
@@ -360,6 +462,24 @@ class AttackChecks:
     than the honest submission it starts from."""
 
     attacks = tuple(ATTACKS)
+
+    def test_escapes_are_stopped_by_the_sandbox(self, graded):
+        """Stealing the solutions, rewriting the grader on disk, writing next to the gradebook, a
+        shell, a fork bomb, a memory bomb, patching numpy and importlib.reload through vars() and
+        functools.partial: the escape student scores no more than the buggy submission (the tests
+        before the attacks exactly as much; the fake grader costs it the tests after them), each
+        attempt was stopped inside the sandbox, the instructor's files are unchanged, and the
+        students graded after it were graded normally."""
+        cells, partial, order = self.honest(graded, "escape"), graded["cells"]["partial"], graded["order"]
+        assert all(cells[name] == partial[name] for name in cells if order.index(name) < order.index(self.bug.cell))
+        assert graded["changed_instructor_files"] == []
+        graded_nb = nbformat.read(graded["course"] / "autograded" / "escape" / graded["assignment"]
+                                  / f"{graded['assignment']}.ipynb", as_version=4)
+        printed = "".join(o.get("text", "") for c in graded_nb.cells if c.cell_type == "code" for o in c.outputs)
+        for line in ESCAPES_STOPPED:
+            assert line in printed, (line, printed)
+        later = list(ATTACKS)[list(ATTACKS).index("escape") + 1:]
+        assert later and all(graded["scores"][student] is not None for student in later)
 
     def honest(self, graded, attack: str) -> dict:
         """The attack's cell scores, after checking they never exceed the honest submission's."""

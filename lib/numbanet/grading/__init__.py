@@ -13,28 +13,31 @@ A test cell looks like this::
 How a verdict is reached, and why:
 
 1. Test inputs are *recipes* (:func:`randn`, :func:`array`): a seed and a shape, or literal
-   numbers.  The kernel builds the arrays from them; so does the reference process (step 3),
-   which refuses to grade if the kernel's arrays differ, so a patched ``np.random`` cannot
-   feed the tests degenerate inputs (all zeros) that a wrong answer would pass.
+   numbers, which any process can build.
 2. In the notebook's kernel the student's function runs on copies of the inputs, with
    numbanet's own convolution and pooling kernels switched off (a graded function that calls
    ``F.conv2d`` gets a clear error instead of the reference answer) and its warnings collected
    (nbgrader gives 0 points to any test cell that writes to stderr).
-3. Inputs and outputs go to an ``.npz`` file, the test's description to a file of Python
-   literals, and a fresh Python process (``python -I`` with a minimal environment: no user site,
-   no PYTHON* variables, not the notebook's folder on ``sys.path``) runs this file as a script:
-   it re-imports numpy (and numbanet when the reference needs it), rebuilds the inputs, computes
-   the reference answer from the reference *source text* written in the locked test cell, and
-   compares.  Monkeypatching ``np.allclose``, ``np.testing``, ``numbanet.functional`` or
-   ``AssertionError`` in the kernel cannot change what that process computes.
-4. It prints the feedback (expected vs got, where, a hint) and exits with status 0 (passed)
-   or 1 (failed); the kernel shows the feedback and raises ``AssertionError`` on failure,
-   which nbgrader scores as 0 for that test cell.
+3. Autograde (``NUMBANET_GRADING_OUTBOX`` set, the kernel in the sandbox of
+   :mod:`numbanet.grading.sandbox`): the outputs go to the outbox as plain arrays and literals,
+   and that is all the kernel contributes.  After the notebook, the grader's own process
+   (:mod:`numbanet.grading.verdict`, ``notebook`` mode) runs the locked cells with
+   :data:`numbanet.grading.verdict.recording` set, so each ``check()`` there records the test as
+   the locked cell wrote it (reference, inputs, tolerances) without running anything, judges the
+   outputs against it, and writes the verdicts into the test cells, which nbgrader scores.  Nothing
+   a solution cell does in the kernel (patching numpy, ``importlib.reload``, this module) reaches
+   that process.
+4. A student's own run (no outbox): inputs, outputs and the test go to files of arrays and
+   literals, and a fresh Python process (``python -I`` with a minimal environment) runs
+   ``verdict.py check``: it rebuilds the inputs (refusing to grade if the kernel's arrays differ,
+   i.e. ``np.random`` was patched), computes the reference from the locked cell's source text and
+   compares.  It prints the feedback (expected vs got, where, a hint) and exits 0 (passed) or 1
+   (failed); the kernel shows the feedback and raises ``AssertionError`` on failure.
 
-The test cells reload this module from disk before use, which undoes patches of its functions;
-the ``subprocess`` module it starts step 3 with is a private copy loaded from the standard
-library's file, so patching ``subprocess.run`` in a solution cell does not reach it either.
-What a solution cell can still do is listed in solutions/README.md ("Security").
+The feedback is the same either way (:func:`numbanet.grading.verdict.judge`).  The test cells
+reload this module from disk before use, which undoes patches of its functions in a student's own
+run; the ``subprocess`` module it starts step 4 with is a private copy loaded from the standard
+library's file.  What grading cannot prevent is listed in solutions/README.md ("Security").
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ import zlib
 import importlib as _importlib
 
 from . import capstone, offlimits
+from . import verdict as _verdict
 from .verdict import build as _build
 
 # A test cell reloads this module from disk; the guard and the capstone checks are reloaded with
@@ -54,6 +58,9 @@ OffLimitsError = offlimits.OffLimitsError
 
 __all__ = ["check", "randn", "array", "OffLimitsError", "capstone"]
 
+# Set by autograde in the sandboxed kernel: check() writes the student's results there, and the grader
+# computes the verdict outside (numbanet.grading.preprocessors.SandboxedExecute).
+OUTBOX_VARIABLE = "NUMBANET_GRADING_OUTBOX"
 _VERDICT_TIMEOUT_S = 120   # the reference process (about a second; nbgrader interrupts a cell after 60 s)
 _recipes_made = 0          # automatic seeds: the n-th randn() since this module was (re)loaded
 
@@ -130,10 +137,6 @@ def check(name: str, student_fn, cases, *, reference: str | None = None, expecte
     Warnings and anything the function writes to stderr are shown in the feedback (on stdout:
     nbgrader gives 0 points to a test cell that writes to stderr), and do not cost points.
     """
-    import os
-    import tempfile
-    import numpy as np
-
     cases = [tuple(case) for case in cases]
     if (reference is None) == (expected is None):
         raise ValueError("check: give exactly one of reference= or expected=")
@@ -144,33 +147,57 @@ def check(name: str, student_fn, cases, *, reference: str | None = None, expecte
         raise ValueError(f"check: compare must be 'close', 'le' or 'ge', got {compare!r}")
     outputs = tuple(outputs)
 
-    arrays: dict = {}
-    spec_cases = []
+    inputs: dict = {}
+    test = {"name": name, "reference": reference, "outputs": list(outputs), "compare": compare,
+            "rtol": float(rtol), "atol": float(atol), "check_dtype": bool(check_dtype), "hint": hint,
+            "arg_names": _parameter_names(student_fn), "cases": []}
     for i, args in enumerate(cases):
         ref_args = args if reference_cases is None else tuple(reference_cases[i])
-        case = {"args": [_encode(a, f"c{i}a{j}", arrays) for j, a in enumerate(args)],
-                "ref_args": [_encode(a, f"c{i}r{j}", arrays) for j, a in enumerate(ref_args)]}
+        case = {"args": [_encode(a, f"c{i}a{j}", inputs) for j, a in enumerate(args)],
+                "ref_args": [_encode(a, f"c{i}r{j}", inputs) for j, a in enumerate(ref_args)]}
+        if expected is not None:
+            case["expected"] = _encode(expected[i], f"c{i}e", inputs)
+        test["cases"].append(case)
+    if _verdict.recording is not None:   # the grader's process runs the locked cells: record the test only
+        _verdict.recording.append((test, inputs))
+        return
+
+    values: dict = {}
+    results = {"name": name, "arg_names": test["arg_names"], "outputs": test["outputs"], "cases": []}
+    for i, args in enumerate(cases):
         student = _call_student(student_fn, tuple(_materialise(a) for a in args), len(outputs),
                                 numbanet_layers, off_limits)
         if "values" in student:
-            student["values"] = [_encode(v, f"c{i}s{k}", arrays) for k, v in enumerate(student["values"])]
-        case["student"] = student
-        if expected is not None:
-            case["expected"] = _encode(expected[i], f"c{i}e", arrays)
-        spec_cases.append(case)
+            student["values"] = [_encode(v, f"c{i}s{k}", values) for k, v in enumerate(student["values"])]
+        results["cases"].append(student)
 
-    spec = {"name": name, "reference": reference, "outputs": list(outputs), "compare": compare,
-            "rtol": float(rtol), "atol": float(atol), "check_dtype": bool(check_dtype), "hint": hint,
-            "arg_names": _parameter_names(student_fn), "cases": spec_cases}
+    import os
+    outbox = os.environ.get(OUTBOX_VARIABLE)
+    if outbox:   # autograde: the verdict is reached outside the sandbox, from the test cell's own text
+        _write(outbox, f"{len([n for n in os.listdir(outbox) if n.endswith('.txt')]):03d}", results, values)
+        return
+    import tempfile
     with tempfile.TemporaryDirectory(prefix="numbanet-grading-") as folder:
-        np.savez(os.path.join(folder, "arrays.npz"), **arrays)
-        with open(os.path.join(folder, "spec.txt"), "w", encoding="utf-8") as f:
-            f.write(repr(spec))  # literals only; the reference process reads it with ast.literal_eval
+        _write(folder, "test", test, inputs)
+        _write(folder, "results", results, values)
         passed, lines, summary = _run_verdict_process(folder)
-
     print("\n".join(lines))
     if not passed:
         raise AssertionError(f"{name}: {summary}")
+
+
+def _write(folder: str, name: str, description: dict, arrays: dict) -> None:
+    """``name.npz`` (plain arrays) and ``name.txt`` (Python literals, read with ast.literal_eval),
+    each complete before it appears under its name."""
+    import os
+    import numpy as np
+    path = os.path.join(folder, name)
+    with open(path + ".npz.part", "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(path + ".npz.part", path + ".npz")
+    with open(path + ".txt.part", "w", encoding="utf-8") as f:
+        f.write(repr(description))
+    os.replace(path + ".txt.part", path + ".txt")
 
 
 def _materialise(value):
@@ -337,7 +364,7 @@ def _run_verdict_process(folder: str) -> tuple:
     env = {key: os.environ[key] for key in ("PATH", "HOME", "TMPDIR", "SYSTEMROOT") if key in os.environ}
     env.update(NUMBA_DISABLE_JIT="1", OMP_NUM_THREADS="1", LC_ALL="C.UTF-8")
     try:
-        done = subprocess.run([sys.executable, "-I", verdict_script, folder, library_root], env=env,
+        done = subprocess.run([sys.executable, "-I", verdict_script, "check", folder, library_root], env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=_VERDICT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return False, [f"✘ grading error: the reference took over {_VERDICT_TIMEOUT_S} s"], "grading timed out"

@@ -15,6 +15,13 @@ sanitize (before any student code runs)
                              note to the top of the graded notebook (so to the feedback), logs a
                              warning per statement and writes ``integrity.json`` next to it.
 execute
+    ``SandboxedExecute``     runs the notebook in a kernel inside the sandbox of
+                             :mod:`numbanet.grading.sandbox` (bubblewrap: no course folder, no
+                             network, read-only library, resource limits), where ``check()``
+                             only writes the student's outputs; the verdicts are computed after the
+                             run, in a fresh process outside the sandbox, from the locked cells as
+                             the gradebook has them, and become the test cells' outputs (which
+                             nbgrader then scores).  Built on
     ``ResilientExecute``     nbgrader's Execute, plus recovery: a cell that kills the kernel (or
                              hangs it past an interrupt) gets an error output (0 points if it is a
                              test cell); the kernel is restarted, the non-test cells above it are
@@ -27,6 +34,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from types import SimpleNamespace
 
 try:
@@ -42,9 +53,11 @@ except ImportError as missing:  # students' installs have no nbgrader: only inst
     raise ImportError(f"numbanet.grading.preprocessors is instructor tooling and needs nbgrader "
                       f"({missing}): pip install 'numbanet[course]'") from missing
 
+from . import OUTBOX_VARIABLE
 from .integrity import REPORT_NAME, feedback_markdown, neutralise, report_entries, scan_notebook
+from .sandbox import Sandbox, SandboxedKernelManager, seed_numba_cache
 
-__all__ = ["RestoreCellMetadata", "RestoreHiddenTests", "IntegrityScan", "ResilientExecute"]
+__all__ = ["RestoreCellMetadata", "RestoreHiddenTests", "IntegrityScan", "ResilientExecute", "SandboxedExecute"]
 
 
 def _source_cells(resources: dict) -> dict:
@@ -322,3 +335,135 @@ def _error_output(name: str, message: str) -> NotebookNode:
     return nbformat.v4.new_output("error", ename=name, evalue=message,
                                   traceback=[f"\x1b[0;31m{name}\x1b[0m: {message}"])
 
+
+
+class SandboxedExecute(ResilientExecute):
+    """:class:`ResilientExecute` with the kernel in a sandbox and the verdicts computed outside it.
+
+    Before the first cell: a private folder (``numbanet-kernel-*`` in the system's temporary
+    folder) with a copy of the submission's folder as the kernel's working directory, an
+    ``outbox`` and a copy of numbanet's compiled-kernel cache; the kernel is started in
+    :class:`~numbanet.grading.sandbox.Sandbox` (refused if bubblewrap is unavailable, unless
+    ``--Sandbox.unsafe=True``) with ``NUMBANET_GRADING_OUTBOX`` set, so each ``check()`` writes the
+    student's outputs there instead of judging them.  Around each test cell the outbox is emptied
+    and its contents moved out of the kernel's reach.
+
+    After the last cell, ``python -I verdict.py notebook`` (:mod:`numbanet.grading.verdict`) runs the
+    notebook's locked cells (as restored from the gradebook) with ``check()`` recording each test,
+    and judges the moved results against them.  Each test cell's outputs become that verdict
+    (stdout), plus the kernel's errors and stderr output, plus an ``AssertionError`` if the verdict
+    failed; the kernel's own stdout and results in a test cell are dropped (it could print a fake
+    "passed" or emit a partial-credit number).  A test cell without a ``check()`` call scores 0,
+    with an error in the log: write every test as ``grading.check``.
+    """
+
+    verdict_timeout = Integer(900, help="Seconds the verdict process may take for one notebook.").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        sandbox = Sandbox(parent=self)
+        self._sandbox = sandbox if sandbox.check() else None
+        self._folder = tempfile.mkdtemp(prefix="numbanet-kernel-")
+        self._results = tempfile.mkdtemp(prefix="numbanet-results-")
+        try:
+            submission = (resources or {}).get("metadata", {}).get("path") or os.getcwd()
+            shutil.copytree(submission, os.path.join(self._folder, "work", "cwd"),
+                            ignore=shutil.ignore_patterns(REPORT_NAME, "*.ipynb"))
+            os.makedirs(os.path.join(self._folder, "outbox"))
+            seed_numba_cache(os.path.join(self._folder, "work", "numba-cache"))
+            nb, resources = super().preprocess(nb, resources, km)
+            self._judge(nb)
+            return nb, resources
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            shutil.rmtree(self._results, ignore_errors=True)
+
+    def create_kernel_manager(self):
+        kernel_name = self.kernel_name or self.nb.metadata.get("kernelspec", {}).get("name") or "python3"
+        self.km = SandboxedKernelManager(kernel_name=kernel_name, config=self.config, parent=self,
+                                         sandbox=self._sandbox, folder=self._folder, hidden=self._hidden(),
+                                         kernel_env={OUTBOX_VARIABLE: os.path.join(self._folder, "outbox"),
+                                                     "NUMBA_CACHE_DIR": os.path.join(self._folder, "work", "numba-cache")})
+        return self.km
+
+    def _hidden(self) -> tuple:
+        """Folders no bind into the sandbox may contain: the course and nbgrader's exchange."""
+        folders = [CourseDirectory(config=self.config).root]
+        exchange = self.config.get("Exchange", {}).get("root")
+        return tuple(os.path.abspath(f) for f in [*folders, *([exchange] if isinstance(exchange, str) else [])])
+
+    def preprocess_cell(self, cell, resources, index):
+        test = cell.cell_type == "code" and utils.is_grade(cell) and cell.source.strip()
+        outbox = os.path.join(self._folder, "outbox")
+        if test:
+            _empty(outbox)
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        if test:   # out of the kernel's reach, which could rewrite them later
+            target = os.path.join(self._results, cell.metadata.nbgrader.grade_id)
+            os.makedirs(target, exist_ok=True)
+            for name in os.listdir(outbox):
+                if name.endswith((".txt", ".npz")) and name.isascii():
+                    _take(os.path.join(outbox, name), os.path.join(target, name))
+            _empty(outbox)
+        return cell, resources
+
+    def _judge(self, nb) -> None:
+        """Run the verdict process on the locked cells and the moved results; set the test cells' outputs."""
+        from IPython.core.inputtransformer2 import TransformerManager
+        transform = TransformerManager().transform_cell
+        cells = [{"grade_id": cell.metadata.nbgrader.grade_id, "source": transform(cell.source),
+                  "test": utils.is_grade(cell)}
+                 for cell in nb.cells if cell.cell_type == "code" and utils.is_locked(cell)]
+        with open(os.path.join(self._results, "cells.json"), "w", encoding="utf-8") as f:
+            json.dump(cells, f)
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {key: os.environ[key] for key in ("PATH", "HOME", "TMPDIR", "LANG") if key in os.environ}
+        env.update(NUMBA_DISABLE_JIT="1", OMP_NUM_THREADS="1", LC_ALL="C.UTF-8", NBGRADER_EXECUTION="autograde")
+        done = subprocess.run([sys.executable, "-I", os.path.join(package, "grading", "verdict.py"), "notebook",
+                               self._results, os.path.dirname(package)], env=env, cwd=self._results,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=self.verdict_timeout)
+        path = os.path.join(self._results, "verdicts.json")
+        if done.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError("the verdict process failed: " + done.stderr.decode("utf-8", "replace")[-3000:])
+        with open(path, encoding="utf-8") as f:
+            verdicts = json.load(f)
+        for cell in nb.cells:
+            verdict = verdicts.get(cell.metadata.get("nbgrader", {}).get("grade_id")) if cell.cell_type == "code" else None
+            if verdict is None:
+                continue
+            if not verdict["checks"]:
+                self.log.error("Test cell %s calls no grading.check: 0 points (its outcome in the kernel is "
+                               "the student's code's to decide)", cell.metadata.nbgrader.grade_id)
+            kept = [o for o in cell.outputs if o.output_type == "error"
+                    or (o.output_type == "stream" and o.get("name") == "stderr")]
+            outputs = [nbformat.v4.new_output("stream", name="stdout", text="\n".join(verdict["lines"]) + "\n"), *kept]
+            if not verdict["passed"]:
+                outputs.append(_error_output("AssertionError", verdict["summary"]))
+            cell.outputs = outputs
+
+
+_MAX_RESULT_FILE = 512 << 20   # bytes: a larger results file from the kernel is not taken (its check fails)
+
+
+def _take(path: str, target: str) -> None:
+    """Copy the regular file ``path`` (written by student code: never follow a symbolic link,
+    never block on a pipe) to ``target``."""
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as source:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_RESULT_FILE:
+            return
+        with open(target, "wb") as copy_:
+            shutil.copyfileobj(source, copy_)
+
+
+def _empty(folder: str) -> None:
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
