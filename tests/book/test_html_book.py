@@ -1,4 +1,5 @@
-"""The built HTML book opens in headless Chromium: every chapter loads, math is typeset, figures are there.
+"""The built HTML book opens in headless Chromium: every chapter loads, math is typeset, figures are there,
+and every diagram (a code cell tagged "diagram" in the chapter notebook) shows its picture.
 
 Run after ``make book`` (``make test`` does both).  Skipped when the book has not been
 built, or when Chromium is missing outside CI; in CI (``CI=true``) both are failures.
@@ -44,12 +45,33 @@ def rendered_dom(page: Path) -> str:
     return result.stdout
 
 
+def diagram_count(page: str) -> int:
+    """How many cells of the chapter notebook behind ``page`` are tagged "diagram"."""
+    notebook = json.loads((ROOT / "book" / page.replace(".html", ".ipynb")).read_text(encoding="utf-8"))
+    return sum("diagram" in cell.get("metadata", {}).get("tags", []) for cell in notebook["cells"])
+
+
+def diagram_cells(dom: str) -> list[str]:
+    """The HTML of every rendered cell whose class list has nbconvert's celltag_diagram."""
+    starts = [m.start() for m in re.finditer(r'<div[^>]*class="jp-Cell ', dom)] + [len(dom)]
+    cells = [dom[a:b] for a, b in zip(starts, starts[1:])]
+    return [cell for cell in cells if "celltag_diagram" in cell.split(">", 1)[0]]
+
+
 def test_every_chapter_in_the_toc_was_built(toc):
     listed = [line.strip() for line in (ROOT / "book" / "_toc.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert [entry["page"] for entry in toc] == [name.replace(".ipynb", ".html") for name in listed]
     notebooks = sorted(p.name for p in (ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
     assert sorted(listed) == notebooks, "every chapter notebook must be listed in book/_toc.txt"
+
+
+def test_the_book_has_its_diagrams():
+    # the pictures issue 15 asked for, by chapter (a chapter may have more)
+    wanted = {"02_conv_layer.html": 2, "04_pooling.html": 1, "05_making_it_fast.html": 1,
+              "09_classic_architectures.html": 1, "11_googlenet.html": 1, "12_resnet.html": 1}
+    for page, count in wanted.items():
+        assert diagram_count(page) >= count, page
 
 
 def test_index_links_every_chapter(toc):
@@ -69,6 +91,10 @@ def test_chapters_load_with_math_and_figures(toc):
             assert re.search(r'class="[^"]*MathJax_CHTML[^"]*"', dom), f"{entry['page']}: math was not typeset"
             assert not re.search(r'class="[^"]*(mjx-merror|MathJax_Error)', dom), \
                 f"{entry['page']}: MathJax reported a TeX error"
+        diagrams = diagram_cells(dom)
+        assert len(diagrams) == diagram_count(entry["page"]), f"{entry['page']}: a diagram cell is missing"
+        for cell in diagrams:
+            assert re.search(r'<img[^>]+src="data:image/png;base64,', cell), f"{entry['page']}: a diagram has no image"
         images = re.findall(r'<img[^>]+src="data:image/png;base64,([^"]+)"', dom)
         assert images, f"{entry['page']}: no figure images"
         for data in images:
