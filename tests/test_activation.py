@@ -251,3 +251,25 @@ class TestBadInput:
         with pytest.raises(ValueError, match=r"Dice\(3.*expected more than 1 value per feature"):
             nn.Dice(3)(np.zeros((1, 3), np.float32))
         nn.Dice(3).eval()(np.zeros((1, 3), np.float32))  # eval uses the running statistics
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "selu", "gelu", "swish", "silu", "mish",
+                                  "sigmoid", "tanh"])
+def test_functional_backward_checks_dy_shape_and_dtype(name, rng):
+    backward = getattr(F, f"{name}_backward")
+    x = rng.standard_normal((3, 4))
+    with pytest.raises(ValueError, match=rf"expected dy of shape \(3, 4\) \(the shape of [xy]\), got \(4, 3\)"):
+        backward(np.ones((4, 3)), x)
+    for bad, message in ((np.ones((3, 4), np.int64), "float32 or float64, got int64"),
+                         (np.ones((3, 4), np.float16), "float32 or float64, got float16"),
+                         (np.ones((3, 4), np.float32), "expected dy of dtype float64, got float32")):
+        with pytest.raises(TypeError, match=message):
+            backward(bad, x)
+
+
+def test_dice_backward_checks_dy_on_the_cpu_too(rng):
+    x, alpha = rng.standard_normal((4, 3)), np.zeros(3)
+    with pytest.raises(ValueError, match=r"dice_backward: expected dy of shape \(4, 3\)"):
+        F.dice_backward(np.ones((4, 2)), x, alpha)
+    with pytest.raises(TypeError, match=r"dice_backward: expected dy of dtype float32 or float64, got int64"):
+        F.dice_backward(np.ones((4, 3), np.int64), x, alpha)

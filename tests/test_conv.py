@@ -1,4 +1,6 @@
 """Conv2d and the functional convolution against PyTorch, numeric gradients and bad input."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -74,7 +76,7 @@ def test_backward_accumulates_parameter_gradients(rng):
     layer = nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng)
     x = rng.standard_normal((2, 2, 4, 4))
     dy = rng.standard_normal(layer(x).shape)
-    layer.backward(dy)
+    layer.backward(dy, retain_graph=True)
     once = layer.weight.grad.copy(), layer.bias.grad.copy()
     layer.backward(dy)
     np.testing.assert_allclose(layer.weight.grad, 2 * once[0])
@@ -165,3 +167,47 @@ class TestBadInput:
         layer(np.zeros((2, 3, 8, 8), np.float32))
         with pytest.raises(ValueError, match=r"expected dout of shape \(2, 4, 8, 8\).*got \(2, 4, 6, 6\)"):
             layer.backward(np.zeros((2, 4, 6, 6), np.float32))
+
+
+def test_functional_backward_checks_dy_against_the_forward_shape(rng):
+    """A dy of the wrong shape used to be read out of bounds by the kernels; int/float16 dy was cast."""
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    for stride, padding in (((1, 1), (0, 0)), ((2, 2), (1, 1)), ((1, 2), (1, 0))):
+        y = F.conv2d(x, w, None, stride, padding)
+        expected = re.escape(f"expected dy of shape {y.shape}")
+        for bad in (np.ones((2, 4, y.shape[2] + 1, y.shape[3]), np.float32), np.ones((2, 5, *y.shape[2:]), np.float32)):
+            with pytest.raises(ValueError, match=rf"conv2d_backward_input: {expected} .*, got"):
+                F.conv2d_backward_input(bad, w, x.shape, stride, padding)
+            with pytest.raises(ValueError, match=rf"conv2d_backward_weight: {expected} .*, got"):
+                F.conv2d_backward_weight(bad, x, w.shape, stride, padding)
+    dy = np.ones((2, 4, 4, 4))
+    for bad_dtype, message in ((np.int64, "float32 or float64, got int64"), (np.float16, "got float16"),
+                               (np.float64, "expected dy of dtype float32, got float64")):
+        with pytest.raises(TypeError, match=message):
+            F.conv2d_backward_input(dy.astype(bad_dtype), w, x.shape)
+        with pytest.raises(TypeError, match=message):
+            F.conv2d_backward_weight(dy.astype(bad_dtype), x, w.shape)
+    with pytest.raises(ValueError, match=r"conv2d_backward_input: expected input_shape as a tuple of 4 sizes"):
+        F.conv2d_backward_input(dy.astype(np.float32), w, (2, 3, 6))
+
+
+def test_constructor_arguments_must_be_ints():
+    with pytest.raises(TypeError, match=r"Conv2d\(3, 4\): kernel_size must be an int or a pair of ints \(h, w\), got 3.0"):
+        nn.Conv2d(3, 4, 3.0)
+    with pytest.raises(TypeError, match=r"Conv2d\(3.0, 4\): in_channels must be an int, got 3.0 \(float\)"):
+        nn.Conv2d(3.0, 4, 3)
+    with pytest.raises(TypeError, match=r"stride must be an int or a pair of ints"):
+        nn.Conv2d(3, 4, 3, stride=(1, 1.5))
+    with pytest.raises(ValueError, match=r"padding must be >= 0"):
+        nn.Conv2d(3, 4, 3, padding=-1)
+    with pytest.raises(TypeError, match=r"Linear\(4, 2.0\): out_features must be an int"):
+        nn.Linear(4, 2.0)
+    assert nn.Conv2d(np.int64(3), 4, (np.int32(3), 3)).kernel_size == (3, 3)
+
+
+def test_an_empty_batch_gets_a_clear_error(rng):
+    with pytest.raises(ValueError, match=r"Conv2d\(2, 3.*expected a non-empty input of shape \(N, C, H, W\), got shape \(0, 2, 5, 5\)"):
+        nn.Conv2d(2, 3, 3)(np.zeros((0, 2, 5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"conv2d_backward_input: expected a non-empty input"):
+        F.conv2d_backward_input(np.zeros((0, 3, 3, 3), np.float32), np.zeros((3, 2, 3, 3), np.float32), (0, 2, 5, 5))

@@ -64,7 +64,7 @@ def test_linear_accumulates_grads_and_functional_agrees(rng):
     dout = rng.normal(size=(3, 2))
     y = layer(x)
     np.testing.assert_array_equal(y, F.linear(x, layer.weight.data, layer.bias.data))
-    dx = layer.backward(dout)
+    dx = layer.backward(dout, retain_graph=True)
     layer.backward(dout)
     ref_dx, ref_dw, ref_db = F.linear_backward(dout, x, layer.weight.data)
     np.testing.assert_array_equal(dx, ref_dx)
@@ -110,7 +110,7 @@ def test_linear_bad_input(rng):
         layer.backward(np.zeros((3, 2), np.float32))
     with pytest.raises(TypeError, match=r"expected dout of dtype float32, got float64"):
         layer.backward(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"Linear\(0, 3\): feature counts must be >= 1"):
+    with pytest.raises(ValueError, match=r"Linear\(0, 3\): in_features must be >= 1, got 0"):
         nn.Linear(0, 3)
 
 
@@ -157,3 +157,13 @@ def test_flatten_bad_input():
     layer(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"expected dout of shape \(2, 12\)"):
         layer.backward(np.zeros((2, 3, 4)))
+
+
+def test_functional_backward_checks_dy(rng):
+    x, w = rng.normal(size=(5, 3)), rng.normal(size=(2, 3))
+    with pytest.raises(ValueError, match=r"linear_backward: expected dy of shape \(5, 2\) .*got \(5, 3\)"):
+        F.linear_backward(np.ones((5, 3)), x, w)
+    with pytest.raises(TypeError, match=r"linear_backward: expected dy of dtype float32 or float64, got int64"):
+        F.linear_backward(np.ones((5, 2), np.int64), x, w)
+    with pytest.raises(TypeError, match=r"linear_backward: expected dy of dtype float64, got float32"):
+        F.linear_backward(np.ones((5, 2), np.float32), x, w)

@@ -432,3 +432,26 @@ def test_functional_bad_arguments():
         F.batch_norm(x, None, None, np.ones(2), training=True)
     with pytest.raises(ValueError, match=r"group_norm: expected a channel count divisible by num_groups=2"):
         F.group_norm(x, 2)
+
+
+def test_functional_backward_checks_dy(rng):
+    x = rng.standard_normal((2, 4, 3, 3))
+    cases = [("batch_norm", lambda dy: F.batch_norm_backward(dy, x, None, None, training=True)),
+             ("instance_norm", lambda dy: F.instance_norm_backward(dy, x)),
+             ("group_norm", lambda dy: F.group_norm_backward(dy, x, 2)),
+             ("layer_norm", lambda dy: F.layer_norm_backward(dy, x, (3, 3))),
+             ("local_response_norm", lambda dy: F.local_response_norm_backward(dy, x, 3))]
+    for name, backward in cases:
+        with pytest.raises(ValueError, match=rf"{name}_backward: expected dy of shape \(2, 4, 3, 3\) .*got \(2, 4, 3\)"):
+            backward(np.ones((2, 4, 3)))
+        with pytest.raises(TypeError, match=rf"{name}_backward: expected dy of dtype float32 or float64, got int64"):
+            backward(np.ones(x.shape, np.int64))
+        with pytest.raises(TypeError, match=rf"{name}_backward: expected dy of dtype float64, got float32"):
+            backward(np.ones(x.shape, np.float32))
+
+
+def test_batch_statistics_of_an_empty_batch_get_a_clear_error():
+    for layer in (nn.BatchNorm2d(2), nn.GroupNorm(1, 2), nn.InstanceNorm2d(2), nn.LocalResponseNorm(3)):
+        with pytest.raises(ValueError, match=r"expected a non-empty input of shape .*got shape \(0, 2, 3, 3\)"):
+            layer(np.zeros((0, 2, 3, 3), np.float32))
+    assert nn.LayerNorm(3)(np.zeros((0, 3), np.float32)).shape == (0, 3)

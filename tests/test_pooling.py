@@ -236,3 +236,39 @@ class TestBadInput:
     def test_indices_out_of_range(self):
         with pytest.raises(ValueError, match=r"indices must lie in \[0, H·W\) = \[0, 16\)"):
             F.max_pool2d_backward(np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 16), (1, 1, 4, 4))
+
+
+def test_functional_backward_checks_dy_against_the_window(rng):
+    """A dy that does not match the window used to be read out of bounds by the kernels."""
+    x = rng.standard_normal((2, 3, 7, 7))
+    y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    bad = np.ones((2, 3, 3, 4))
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected dy of shape \(2, 3, 4, 4\) .*got \(2, 3, 3, 4\)"):
+        F.max_pool2d_backward(bad, idx, x.shape, 3, 2, 1)
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected dy of shape \(2, 3, 4, 4\)"):
+        F.max_pool2d_backward(bad, idx, x.shape)  # without the window: the indices give the shape
+    with pytest.raises(ValueError, match=r"expected integer indices of shape \(2, 3, 4, 4\)"):
+        F.max_pool2d_backward(np.ones_like(y), idx.astype(np.float64), x.shape, 3, 2, 1)
+    with pytest.raises(ValueError, match=r"avg_pool2d_backward: expected dy of shape \(2, 3, 3, 3\) .*got \(2, 3, 4, 4\)"):
+        F.avg_pool2d_backward(np.ones((2, 3, 4, 4)), x.shape, 3, 2)
+    xp = np.abs(x) + 0.1
+    yp = F.lp_pool2d(xp, 2, 3, 2)
+    with pytest.raises(ValueError, match=r"lp_pool2d_backward: expected dy of shape \(2, 3, 3, 3\)"):
+        F.lp_pool2d_backward(np.ones((2, 3, 4, 4)), xp, yp, 2, 3, 2)
+    with pytest.raises(ValueError, match=r"lp_pool2d_backward: expected y of shape \(2, 3, 3, 3\)"):
+        F.lp_pool2d_backward(np.ones_like(yp), xp, yp[:, :, :2], 2, 3, 2)
+    with pytest.raises(TypeError, match=r"lp_pool2d_backward: expected dy of dtype float64, got float32"):
+        F.lp_pool2d_backward(np.ones_like(yp, np.float32), xp, yp, 2, 3, 2)
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d_backward: expected dy of shape \(2, 3, Ho, Wo\)"):
+        F.adaptive_avg_pool2d_backward(np.ones((2, 4, 1, 1)), x.shape)
+    for bad_dtype in (np.int64, np.float16):
+        with pytest.raises(TypeError, match=r"expected dy of dtype float32 or float64"):
+            F.max_pool2d_backward(np.ones(y.shape, bad_dtype), idx, x.shape, 3, 2, 1)
+        with pytest.raises(TypeError, match=r"expected dy of dtype float32 or float64"):
+            F.avg_pool2d_backward(np.ones((2, 3, 3, 3), bad_dtype), x.shape, 3, 2)
+
+
+def test_max_pooling_an_empty_batch_gets_a_clear_error():
+    with pytest.raises(ValueError, match=r"MaxPool2d.*expected a non-empty input of shape \(N, C, H, W\), got shape \(0, 1, 4, 4\)"):
+        nn.MaxPool2d(2)(np.zeros((0, 1, 4, 4)))
+    assert nn.AvgPool2d(2)(np.zeros((0, 1, 4, 4))).shape == (0, 1, 2, 2)  # averaging works on no samples

@@ -85,7 +85,7 @@ def test_summary_leaves_the_model_as_it_was(rng):
         s = nb.summary(model, shape, training=True, batch_size=2)
         assert s.training and all(r.ran for r in s.rows)
         assert all("forward" not in module.__dict__ for module in model.modules())
-        assert all(module.__dict__.get("_cache") is None for module in model.modules())
+        assert all(not module._caches.records for module in model.modules())
         assert all(module.training for module in model.modules())
     after = resnet.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before), "running statistics restored"

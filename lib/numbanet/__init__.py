@@ -11,6 +11,7 @@ from .random import manual_seed
 # import the module's other names with ``from numbanet.device import ...``.
 from .device import device, to_device, to_numpy
 from .tensor import Parameter
+from .caching import is_grad_enabled, no_grad
 from .module import Module
 from . import functional, nn, optim
 from .gradcheck import gradcheck
@@ -22,4 +23,4 @@ from . import data, models, train
 __version__ = "0.1.0"
 __all__ = ["Module", "Parameter", "blas_backend", "data", "functional", "gradcheck", "load", "manual_seed", "models",
            "nn", "optim", "save", "summary", "train"]
-__all__ += ["device", "to_device", "to_numpy"]
+__all__ += ["device", "to_device", "to_numpy", "no_grad", "is_grad_enabled"]

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_device, check_dim, check_dtype_match, check_dy, check_grad
+from ._validate import as_float_array, check_device, check_dim, check_dtype_match, check_dy, check_grad, check_nonempty
 from .kernels import backend
 from .kernels.formulas import SELU_ALPHA, SELU_SCALE
 from .module import Module
@@ -175,6 +175,7 @@ def _dice_input(name: str, x, alpha) -> tuple[np.ndarray, np.ndarray]:
     x = as_float_array(name, x)
     if x.ndim not in (2, 3):
         raise ValueError(f"{name}: expected a 2-D input (N, C) or 3-D input (N, C, L), got shape {x.shape}")
+    check_nonempty(name, x.shape, "(N, C) or (N, C, L)")
     check_dim(name, x, 1, len(alpha), "(N, C) or (N, C, L)")
     check_dtype_match(name, x, alpha.dtype)
     check_device(name, x, alpha)
@@ -252,18 +253,14 @@ class _Activation(Module):
 
     saves_output = False
 
-    def __init__(self):
-        super().__init__()
-        self._cache = None
-
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(self.describe(), x)
         y = self._forward(x)
-        self._cache = y if self.saves_output else x
+        self._save_for_backward(y if self.saves_output else x)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        saved = self._saved()
+        (saved,) = self._saved()
         dout = check_grad(self.describe(), dout, saved.shape, saved.dtype, like=saved)
         return self._backward(dout, saved)
 
@@ -417,7 +414,6 @@ class Dice(Module):
         self.alpha = Parameter(np.zeros(num_features, dtype))
         self.register_buffer("running_mean", np.zeros(num_features, dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype))
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
@@ -427,7 +423,7 @@ class Dice(Module):
         if self.training:
             _update_running(self.running_mean, self.running_var, mean, var, x3.shape[0] * x3.shape[2],
                             self.momentum)
-        self._cache = (x3, x.shape, mean, inv_std, batch_stats)
+        self._save_for_backward(x3, x.shape, mean, inv_std, batch_stats)
         return _dice_forward(x3, self.alpha.data, mean, inv_std, x.shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -68,7 +68,6 @@ class Sequential(_Children):
             items = [(str(i), m) for i, m in enumerate(modules)]
         for name, module in items:
             self.add_module(name, _require_module("Sequential", f"module {name!r}", module))
-        self._cache = None
 
     def append(self, module: Module) -> "Sequential":
         self.add_module(str(len(self)), _require_module("Sequential.append", "the argument", module))
@@ -83,7 +82,7 @@ class Sequential(_Children):
     def forward(self, x: np.ndarray) -> np.ndarray:
         for module in self:
             x = module(x)
-        self._cache = (np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype, device_of(x))
+        self._save_for_backward(np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype, device_of(x))
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -111,7 +110,6 @@ class Concat(_Children):
         for i, branch in enumerate(branches):
             self.add_module(str(i), _require_module("Concat", f"branch {i}", branch))
         self.dim = dim
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(self.describe(), x)
@@ -130,14 +128,17 @@ class Concat(_Children):
             raise TypeError(f"{self.describe()}: branch outputs have different dtypes "
                             f"{[str(out.dtype) for out in outputs]}")
         y = backend(outputs[0]).container.concatenate(outputs, axis)
-        self._cache = (axis, [s[axis] for s in shapes], y.shape, y.dtype, device_of(y))
+        self._save_for_backward(axis, [s[axis] for s in shapes], y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         axis, sizes, y_shape, dtype, device = self._saved()
         dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
         pieces = backend(dout).container.split(dout, sizes, axis)
-        grads = [branch.backward(piece) for branch, piece in zip(self._modules.values(), pieces)]
+        # last branch first: the reverse of forward, so that a module reused across branches pops
+        # its caches in the right order
+        pairs = list(zip(self._modules.values(), pieces))[::-1]
+        grads = [branch.backward(piece) for branch, piece in pairs][::-1]
         return _sum_input_grads(self.describe(), grads)
 
     def extra_repr(self) -> str:
@@ -164,7 +165,6 @@ class Add(Module):
         super().__init__()
         self.body = _require_module("Add", "body", body)
         self.shortcut = None if shortcut is None else _require_module("Add", "shortcut", shortcut)
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(self.describe(), x)
@@ -175,14 +175,14 @@ class Add(Module):
             raise ValueError(f"{self.describe()}: body output shape {main.shape} does not match "
                              f"{which} shape {skip.shape}")
         y = backend(main).container.add(main, skip)
-        self._cache = (y.shape, y.dtype, device_of(y))
+        self._save_for_backward(y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         y_shape, dtype, device = self._saved()
         dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
+        dx_skip = dout if self.shortcut is None else self.shortcut.backward(dout)  # ran last in forward
         dx_body = self.body.backward(dout)
-        dx_skip = dout if self.shortcut is None else self.shortcut.backward(dout)
         return _sum_input_grads(self.describe(), [dx_body, dx_skip])
 
     def extra_repr(self) -> str:

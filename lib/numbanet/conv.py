@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import init
-from ._validate import as_float_array, check_device, check_dtype_match, check_grad, check_ndim, contiguous, pair
+from ._validate import (as_float_array, check_count, check_device, check_dtype_match, check_dy, check_grad, check_ndim,
+                        check_nonempty, check_shape, contiguous, pair)
 from .kernels import backend
 from .module import Module
 from .tensor import Parameter
@@ -43,6 +44,23 @@ def conv2d_output_size(height: int, width: int, kernel_size, stride=1, padding=0
     return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
 
+def _geometry(name: str, input_shape: tuple, weight_shape: tuple, stride, padding):
+    """Check that a weight of ``weight_shape`` fits a non-empty input of ``input_shape``; return
+    (stride, padding, (Ho, Wo))."""
+    check_nonempty(name, input_shape, "(N, C, H, W)")
+    if input_shape[1] != weight_shape[1]:
+        raise ValueError(f"{name}: expected input with {weight_shape[1]} channels, shape "
+                         f"(N, {weight_shape[1]}, H, W), got shape {tuple(input_shape)}")
+    stride = pair(name, "stride", stride, 1)
+    padding = pair(name, "padding", padding, 0)
+    kh, kw = weight_shape[2:]
+    hp, wp = input_shape[2] + 2 * padding[0], input_shape[3] + 2 * padding[1]
+    if kh > hp or kw > wp:
+        raise ValueError(f"{name}: kernel ({kh}, {kw}) is larger than the padded input ({hp}, {wp}) "
+                         f"(input shape {tuple(input_shape)}, padding {padding})")
+    return stride, padding, ((hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1)
+
+
 def _check(name: str, x, weight, stride, padding):
     """Validate a convolution call; return (x, weight, stride, padding, (Ho, Wo))."""
     x = as_float_array(name, x)
@@ -51,18 +69,15 @@ def _check(name: str, x, weight, stride, padding):
     check_ndim(name, weight, 4, "(out_channels, in_channels, kh, kw)")
     check_device(name, x, weight)
     check_dtype_match(name, x, weight.dtype)
-    if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"{name}: expected input with {weight.shape[1]} channels, shape "
-                         f"(N, {weight.shape[1]}, H, W), got shape {x.shape}")
-    stride = pair(name, "stride", stride, 1)
-    padding = pair(name, "padding", padding, 0)
-    kh, kw = weight.shape[2:]
-    hp, wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
-    if kh > hp or kw > wp:
-        raise ValueError(f"{name}: kernel ({kh}, {kw}) is larger than the padded input ({hp}, {wp}) "
-                         f"(input shape {x.shape}, padding {padding})")
-    out_hw = ((hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1)
-    return x, weight, stride, padding, out_hw
+    return (x, weight, *_geometry(name, x.shape, weight.shape, stride, padding))
+
+
+def _check_dy(name: str, dy, input_shape, weight_shape, stride, padding, like):
+    """dy checked against the output (N, K, Ho, Wo) that conv2d gives for these shapes and window."""
+    _, _, (ho, wo) = _geometry(name, input_shape, weight_shape, stride, padding)
+    return check_dy(name, dy, like, (input_shape[0], weight_shape[0], ho, wo),
+                    why=f"conv2d's output for input_shape {tuple(input_shape)}, weight shape "
+                        f"{tuple(weight_shape)}, stride {stride}, padding {padding}")
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -> np.ndarray:
@@ -78,8 +93,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, name: str = "conv2d") -
 
 def conv2d_backward_input(dy, weight, input_shape, stride=1, padding=0) -> np.ndarray:
     """dx = ∂L/∂x, shape ``input_shape`` (N, C, H, W), from dy (N, K, Ho, Wo) and weight (K, C, kh, kw)."""
-    check_device("conv2d_backward_input", dy, weight, name="dy")
-    return backend(dy).conv.conv2d_backward_input(dy, weight, tuple(input_shape), pair("conv2d", "stride", stride, 1),
+    name = "conv2d_backward_input"
+    input_shape = check_shape(name, "input_shape", input_shape, 4, "(N, C, H, W)")
+    weight = as_float_array(name, weight, "weight")
+    check_ndim(name, weight, 4, "(out_channels, in_channels, kh, kw)")
+    dy = _check_dy(name, dy, input_shape, weight.shape, stride, padding, like=weight)
+    return backend(dy).conv.conv2d_backward_input(dy, weight, input_shape, pair("conv2d", "stride", stride, 1),
                                                   pair("conv2d", "padding", padding, 0))
 
 
@@ -88,8 +107,12 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=1, padding=0, *, bias: bo
 
     With ``bias=False`` (a layer without bias) db is not computed and None is returned in its place.
     """
-    check_device("conv2d_backward_weight", dy, x, name="dy")
-    return backend(dy).conv.conv2d_backward_weight(dy, x, tuple(weight_shape), pair("conv2d", "stride", stride, 1),
+    name = "conv2d_backward_weight"
+    weight_shape = check_shape(name, "weight_shape", weight_shape, 4, "(out_channels, in_channels, kh, kw)")
+    x = as_float_array(name, x)
+    check_ndim(name, x, 4, "(N, C, H, W)")
+    dy = _check_dy(name, dy, x.shape, weight_shape, stride, padding, like=x)
+    return backend(dy).conv.conv2d_backward_weight(dy, x, weight_shape, pair("conv2d", "stride", stride, 1),
                                                    pair("conv2d", "padding", padding, 0), bias=bias)
 
 
@@ -110,10 +133,9 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
-        name = f"Conv2d({in_channels}, {out_channels})"
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"{name}: channel counts must be >= 1")
-        self.in_channels, self.out_channels = in_channels, out_channels
+        name = f"Conv2d({in_channels!r}, {out_channels!r})"
+        self.in_channels = check_count(name, "in_channels", in_channels)
+        self.out_channels = check_count(name, "out_channels", out_channels)
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
         self.stride = pair(name, "stride", stride, 1)
         self.padding = pair(name, "padding", padding, 0)
@@ -121,12 +143,11 @@ class Conv2d(Module):
         self.weight = init.fan_in_uniform(
             Parameter(np.empty((out_channels, in_channels, *self.kernel_size), dtype)), rng=rng)
         self.bias = init.fan_in_uniform(Parameter(np.empty(out_channels, dtype)), fan_in, rng) if bias else None
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = None if self.bias is None else self.bias.data
         y = conv2d(x, self.weight.data, b, self.stride, self.padding, name=self.describe())
-        self._cache = (contiguous(x), y.shape)
+        self._save_for_backward(contiguous(x), y.shape)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_grad, check_ndim, contiguous
+from ._validate import as_float_array, check_grad, check_ndim, check_nonempty
 from .device import device_of, is_cuda
 from .kernels import backend
 from .module import Module
@@ -57,6 +57,7 @@ def _dropout(name: str, x, p, training: bool, rng, per_plane: bool, device_state
     """
     p = _check_p(name, p)
     checked = as_float_array(name, x)
+    check_nonempty(name, checked.shape, "(N, C, H, W)" if per_plane else "(N, *)")
     if per_plane:
         check_ndim(name, checked, 4, "(N, C, H, W)")
     if not training:
@@ -88,9 +89,9 @@ def dropout2d(x, p: float = 0.5, training: bool = True, rng=None, return_mask: b
 def dropout_backward(dy, mask, p: float) -> np.ndarray:
     """dx = dy·m/(1 − p) with the forward's keep-mask (x's shape, or (N, C, 1, 1) for dropout2d);
     mask None (eval) passes dy through."""
+    dy = as_float_array("dropout_backward", dy, "dy")
     if mask is None:
         return dy
-    dy = contiguous(dy)
     if not is_cuda(mask):
         mask = np.ascontiguousarray(mask, dtype=bool)
     if mask.shape not in (dy.shape, (*dy.shape[:2], 1, 1)):
@@ -115,14 +116,13 @@ class Dropout(Module):
         self.p = _check_p(f"{type(self).__name__}(p={p})", p)
         self.rng = rng
         self._device_states = None  # the GPU's generator states, made on the first forward there
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if is_cuda(x) and self._device_states is None:
             self._device_states = backend(x).dropout.RandomStates()
         y, mask = _dropout(self.describe(), x, self.p, self.training, self.rng, self.per_plane,
                            self._device_states)
-        self._cache = (y.shape, y.dtype, device_of(y), mask)
+        self._save_for_backward(y.shape, y.dtype, device_of(y), mask)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

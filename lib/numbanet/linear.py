@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from . import init
-from ._validate import as_float_array, check_device, check_dtype_match, check_grad, contiguous
+from ._validate import as_float_array, check_count, check_device, check_dtype_match, check_dy, check_grad, contiguous
 from .device import device_of
 from .kernels import backend
 from .module import Module
@@ -65,7 +65,8 @@ def linear_backward(dy, x, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dy: (*, out); x: (*, in) the forward input; weight: (out, in)
     -> dx: (*, in), dw: (out, in), db: (out,).
     """
-    check_device("linear_backward", dy, x, weight, name="dy")
+    x, weight = _check("linear_backward", x, weight)
+    dy = check_dy("linear_backward", dy, weight, (*x.shape[:-1], weight.shape[0]))
     return backend(dy).linear.linear_backward(dy, x, weight)
 
 
@@ -79,18 +80,17 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype=np.float32, rng=None):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear({in_features}, {out_features}): feature counts must be >= 1")
-        self.in_features, self.out_features = in_features, out_features
+        name = f"Linear({in_features!r}, {out_features!r})"
+        self.in_features = check_count(name, "in_features", in_features)
+        self.out_features = check_count(name, "out_features", out_features)
         self.weight = init.fan_in_uniform(Parameter(np.empty((out_features, in_features), dtype)), rng=rng)
         self.bias = (init.fan_in_uniform(Parameter(np.empty(out_features, dtype)), in_features, rng)
                      if bias else None)
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = None if self.bias is None else self.bias.data
         y = linear(x, self.weight.data, b, name=self.describe())
-        self._cache = (contiguous(x), y.shape)
+        self._save_for_backward(contiguous(x), y.shape)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -136,11 +136,10 @@ class Flatten(Module):
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = flatten(x, self.start_dim, self.end_dim, name=self.describe())
-        self._cache = (np.shape(x), y.shape, y.dtype, device_of(y))
+        self._save_for_backward(np.shape(x), y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -145,12 +145,11 @@ class CrossEntropyLoss(Module):
         super().__init__()
         self.label_smoothing = _check_smoothing("CrossEntropyLoss", label_smoothing)
         self.reduction = _check_reduction("CrossEntropyLoss", reduction)
-        self._cache = None
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
         logits, target, logsumexp, losses = _cross_entropy_rows(
             self.describe(), logits, target, self.label_smoothing)
-        self._cache = (logits, target, logsumexp)
+        self._save_for_backward(logits, target, logsumexp)
         return _cross_entropy_loss(self.describe(), losses, target, logits.shape[1], self.reduction)
 
     def backward(self, dout: float = 1.0) -> np.ndarray:
@@ -202,11 +201,10 @@ class MSELoss(Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
         self.reduction = _check_reduction("MSELoss", reduction)
-        self._cache = None
 
     def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
         prediction, target = _check_mse(self.describe(), prediction, target)
-        self._cache = (prediction, target)
+        self._save_for_backward(prediction, target)
         return mse_loss(prediction, target, self.reduction, name=self.describe())
 
     def backward(self, dout: float = 1.0) -> np.ndarray:

@@ -5,11 +5,22 @@ state dict, e.g. BatchNorm's running statistics) and child modules, found by
 attribute assignment as in PyTorch.  Unlike PyTorch there is no autograd: each
 layer implements
 
-* ``forward(x) -> y`` (called through ``__call__``), caching what backward needs;
-* ``backward(dout) -> dx``, returning dL/dx and *adding* dL/dθ into ``θ.grad``.
+* ``forward(x) -> y`` (called through ``__call__``), saving what backward needs with
+  ``self._save_for_backward(...)``;
+* ``backward(dout) -> dx``, taking it back with ``self._saved()``, returning dL/dx and
+  *adding* dL/dθ into ``θ.grad``.
 
 Composite modules (``Sequential``, ``Concat``, ``Add``) call their children's
 backward in reverse order themselves, so the whole chain rule is visible code.
+
+Caches follow PyTorch's rules as far as they can without a graph (``numbanet.caching``
+has the details): a module may be called several times in one forward (each call pushes
+a cache, each backward call pops the latest, so backward runs in reverse order); a
+backward frees what it used, so a second backward without a new forward raises unless
+the first was ``backward(dout, retain_graph=True)``; ``with numbanet.no_grad():``
+forwards save nothing; a cache never shares memory with an array the caller holds.
+Every subclass's ``forward`` and ``backward`` is wrapped (``__init_subclass__``) to
+apply these rules, so every ``backward`` accepts ``retain_graph``.
 """
 from __future__ import annotations
 
@@ -20,7 +31,7 @@ import numpy as np
 
 from .device import CPU, Device, device, device_of, is_cuda, to_device, to_numpy
 from .tensor import FLOAT_DTYPES, Parameter
-from ._validate import not_run_yet
+from .caching import CacheStack, backward_wrapper, forward_wrapper
 
 
 class Module:
@@ -31,6 +42,16 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_caches", CacheStack())
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, wrapper in (("forward", forward_wrapper), ("backward", backward_wrapper)):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_caches_rules", False):
+                wrapped = wrapper(method)
+                wrapped._caches_rules = True
+                setattr(cls, name, wrapped)
 
     # -- registration -------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
@@ -65,12 +86,22 @@ class Module:
     def backward(self, dout):
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
-    def _saved(self, name: str = "_cache"):
-        """Return what forward cached for backward, or raise a clear error if forward never ran."""
-        value = self.__dict__.get(name)
-        if value is None:
-            raise not_run_yet(self.describe())
-        return value
+    def _save_for_backward(self, *values) -> None:
+        """Push ``values`` (arrays, shapes, flags) for the matching ``backward`` call.
+
+        Nothing is kept under ``numbanet.no_grad()``.  An array that shares memory with an
+        input of the forward pass is stored as a copy, so the caller may overwrite its input.
+        """
+        self._caches.save(self.training, values)
+
+    def _saved(self) -> tuple:
+        """Pop the values the latest forward call saved (a tuple, as they were given).
+
+        Raises a RuntimeError naming the module when there is nothing to differentiate:
+        no forward yet, already used by a backward, a ``no_grad`` forward, or a cache that
+        does not belong to the pass being differentiated (``numbanet.caching``).
+        """
+        return self._caches.take(self.describe())
 
     # -- traversal ------------------------------------------------------------
     def children(self) -> Iterator["Module"]:
@@ -79,19 +110,30 @@ class Module:
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
         yield from self._modules.items()
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
+        """This module and every descendant, depth first, each once (a module used in two places,
+        e.g. one ReLU reused, is listed under its first name, as in PyTorch)."""
+        _seen = set() if _seen is None else _seen
+        if id(self) in _seen:
+            return
+        _seen.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, _seen)
 
     def modules(self) -> Iterator["Module"]:
         for _, module in self.named_modules():
             yield module
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter once (a shared one under its first name), so that an optimizer
+        updates it once."""
+        seen = set()
         for module_name, module in self.named_modules(prefix):
             for name, param in module._parameters.items():
-                yield (f"{module_name}.{name}" if module_name else name), param
+                if param is not None and id(param) not in seen:
+                    seen.add(id(param))
+                    yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self) -> Iterator[Parameter]:
         for _, param in self.named_parameters():

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_device, check_dtype_match, check_grad
+from ._validate import as_float_array, check_device, check_dtype_match, check_dy, check_grad, check_nonempty
 from .conv import Conv2d
 from .device import is_cuda, to_numpy
 from .kernels import backend
@@ -71,9 +71,12 @@ from .tensor import Parameter
 
 
 def _check_input(name: str, x, layout: str, ndims: tuple = (), min_ndim: int = 0,
-                 channels: int | None = None, dtype=None) -> np.ndarray:
-    """x as a contiguous float array with ndim in ``ndims`` (or >= ``min_ndim``) and ``channels`` at dim 1."""
+                 channels: int | None = None, dtype=None, allow_empty: bool = False) -> np.ndarray:
+    """x as a contiguous float array with ndim in ``ndims`` (or >= ``min_ndim``) and ``channels``
+    at dim 1, non-empty unless ``allow_empty`` (LayerNorm's rows are independent)."""
     x = as_float_array(name, x)
+    if not allow_empty:
+        check_nonempty(name, x.shape, layout)
     if ndims and x.ndim not in ndims:
         expected = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name}: expected a {expected} input of shape {layout}, got shape {x.shape}")
@@ -221,7 +224,7 @@ def _channel_norm_function(name, x, running_mean, running_var, weight, bias, use
 def _channel_norm_backward(name, dy, x, running_mean, running_var, weight, use_input_stats, eps, per_sample,
                            min_ndim):
     x = _check_input(name, x, "(N, C, *)", min_ndim=min_ndim)
-    dy = check_grad(name, dy, x.shape, x.dtype, like=x)
+    dy = check_dy(f"{name}_backward", dy, x, why="the shape of x")
     _check_running(name, running_mean, running_var, x.shape[1])
     check_device(name, x, running_mean, running_var, weight)
     x3, mean, _, invstd = _channel_statistics(name, x, running_mean, running_var, use_input_stats, eps,
@@ -304,7 +307,7 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5,
 def group_norm_backward(dy, x, num_groups: int, weight=None, eps: float = 1e-5, *, name: str = "group_norm"):
     """(dx, dγ, dβ) for y = group_norm(x, num_groups, weight, bias, eps): dx like x; dγ, dβ (C,)."""
     x = _check_input(name, x, "(N, C, *)", min_ndim=2)
-    dy = check_grad(name, dy, x.shape, x.dtype, like=x)
+    dy = check_dy(f"{name}_backward", dy, x, why="the shape of x")
     check_device(name, x, weight)
     x3, mean, invstd = _group_statistics(name, x, num_groups, eps)
     gamma = _per_channel(name, "weight", weight, x.shape[1], x.dtype)
@@ -347,7 +350,7 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, eps: float = 1e-5,
     """(dx, dγ, dβ) for y = layer_norm(x, normalized_shape, weight, bias, eps); dγ, dβ flattened (Π normalized_shape,)."""
     shape = _as_shape(name, normalized_shape)
     x = as_float_array(name, x)
-    dy = check_grad(name, dy, x.shape, x.dtype, like=x)
+    dy = check_dy(f"{name}_backward", dy, x, why="the shape of x")
     check_device(name, x, weight)
     x3, mean, invstd = _layer_statistics(name, x, shape, eps)
     gamma = _per_channel(name, "weight", weight, x3.shape[1], x.dtype)
@@ -385,7 +388,7 @@ def local_response_norm_backward(dy, x, size: int, alpha: float = 1e-4, beta: fl
                                  *, name: str = "local_response_norm") -> np.ndarray:
     """dx for y = local_response_norm(x, size, alpha, beta, k); dy, x: (N, C, *) -> dx: like x."""
     x3 = _check_lrn(name, x, size)
-    dy = check_grad(name, dy, np.shape(x), x3.dtype, like=x3)
+    dy = check_dy(f"{name}_backward", dy, x3, np.shape(x), why="the shape of x")
     scale = _lrn_scale(x3, int(size), alpha, k, beta)[1]
     return _lrn_backward(dy.reshape(x3.shape), x3, scale, int(size), alpha, beta).reshape(np.shape(x))
 
@@ -456,7 +459,6 @@ class _RunningStatsNorm(_Normalization):
             self.register_buffer("num_batches_tracked", np.array(0, np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self._cache = None
 
     def _check(self, x) -> np.ndarray:
         x = _check_input(self.describe(), x, self._layout, self._ndims, channels=self.num_features,
@@ -485,8 +487,9 @@ class _BatchNorm(_RunningStatsNorm):
             # momentum=None (cumulative average) reads the count: one copy to the host on the GPU
             momentum = 1.0 / to_numpy(self.num_batches_tracked).item() if self.momentum is None else self.momentum
         use_batch_statistics = self.training or not self.track_running_stats
-        y, self._cache = _channel_norm(self.describe(), x, self.running_mean, self.running_var, *self._affine(),
-                                       use_batch_statistics, momentum, self.eps, per_sample=False)
+        y, cache = _channel_norm(self.describe(), x, self.running_mean, self.running_var, *self._affine(),
+                                 use_batch_statistics, momentum, self.eps, per_sample=False)
+        self._save_for_backward(*cache)
         return y
 
     def _eval_affine(self):
@@ -541,8 +544,9 @@ class InstanceNorm2d(_RunningStatsNorm):
         x = self._check(x)
         momentum = 0.0 if self.momentum is None else self.momentum
         use_input_stats = self.training or not self.track_running_stats
-        y, self._cache = _channel_norm(self.describe(), x, self.running_mean, self.running_var, *self._affine(),
-                                       use_input_stats, momentum, self.eps, per_sample=True)
+        y, cache = _channel_norm(self.describe(), x, self.running_mean, self.running_var, *self._affine(),
+                                 use_input_stats, momentum, self.eps, per_sample=True)
+        self._save_for_backward(*cache)
         return y
 
 
@@ -559,14 +563,14 @@ class GroupNorm(_Normalization):
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_channels, dtype)) if affine else None
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
         x = _check_input(name, x, "(N, C, *)", min_ndim=2, channels=self.num_channels, dtype=self._input_dtype())
         self._check_device(x)
         x3, mean, invstd = _group_statistics(name, x, self.num_groups, self.eps)
-        y, self._cache = _normalize(x, x3, mean, invstd, *self._affine(), fixed_statistics=False)
+        y, cache = _normalize(x, x3, mean, invstd, *self._affine(), fixed_statistics=False)
+        self._save_for_backward(*cache)
         return y
 
     def extra_repr(self) -> str:
@@ -584,14 +588,14 @@ class LayerNorm(_Normalization):
         self.eps, self.elementwise_affine = eps, elementwise_affine
         self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine and bias else None
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
-        x = _check_input(name, x, "(*, *normalized_shape)", dtype=self._input_dtype())
+        x = _check_input(name, x, "(*, *normalized_shape)", dtype=self._input_dtype(), allow_empty=True)
         self._check_device(x)
         x3, mean, invstd = _layer_statistics(name, x, self.normalized_shape, self.eps)
-        y, self._cache = _normalize(x, x3, mean, invstd, *self._affine(), fixed_statistics=False)
+        y, cache = _normalize(x, x3, mean, invstd, *self._affine(), fixed_statistics=False)
+        self._save_for_backward(*cache)
         return y
 
     def extra_repr(self) -> str:
@@ -606,17 +610,16 @@ class LocalResponseNorm(Module):
         if size < 1:
             raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
         self.size, self.alpha, self.beta, self.k = int(size), alpha, beta, k
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x3 = _check_lrn(self.describe(), x, self.size)
         y3, scale = _lrn_scale(x3, self.size, self.alpha, self.k, self.beta)
-        self._cache = (np.shape(x), x3, scale)
+        self._save_for_backward(np.shape(x), x3, scale)
         return y3.reshape(np.shape(x))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x_shape, x3, scale = self._saved()
-        dout = check_grad(self.describe(), dout, x_shape, x3.dtype)
+        dout = check_grad(self.describe(), dout, x_shape, x3.dtype, like=x3)
         return _lrn_backward(dout.reshape(x3.shape), x3, scale, self.size, self.alpha, self.beta).reshape(x_shape)
 
     def extra_repr(self) -> str:

@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, check_device, check_grad, check_ndim, pair
+from ._validate import (as_float_array, check_dy, check_grad, check_ndim, check_nonempty,
+                        check_shape, pair)
 from .conv import conv2d_output_size
 from .device import device_of, is_cuda
 from .kernels import backend
@@ -91,6 +92,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = Fa
     (N, C, Ho, Wo), each a flat index h·W + w into its input plane (PyTorch's convention).
     """
     x = _check_input(name, x)
+    check_nonempty(name, x.shape, "(N, C, H, W)")
     kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding)
     return backend(x).pooling.max_pool2d(x, kernel, stride, padding, return_indices)
 
@@ -102,21 +104,24 @@ def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None,
     there each input element gathers from the windows that contain it.
     """
     name = "max_pool2d_backward"
-    check_device(name, dy, indices, name="dy", reference="the indices are")
-    if tuple(np.shape(indices)) != tuple(np.shape(dy)) or tuple(np.shape(dy)[:2]) != tuple(input_shape[:2]):
-        raise ValueError(f"{name}: dy {np.shape(dy)} and indices {np.shape(indices)} must have the same shape "
-                         f"(N, C, Ho, Wo) with (N, C) = {tuple(input_shape[:2])}")
+    input_shape = check_shape(name, "input_shape", input_shape, 4, "(N, C, H, W)")
+    check_nonempty(name, input_shape, "(N, C, H, W)")
     window = (None, None, (0, 0))  # the CPU kernel scatters to the argmax: no window needed
-    if is_cuda(dy):
-        if kernel_size is None:
+    if kernel_size is None:
+        if is_cuda(dy) or is_cuda(indices):
             raise ValueError(f"{name}: on the GPU pass the forward's kernel_size (and stride, padding): "
                              "the CUDA kernel gathers over the windows containing each input element")
+        out_hw, why = tuple(np.shape(indices)[2:]), "the indices' shape"
+    else:
         kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding)
-        if tuple(dy.shape[2:]) != out_hw:
-            raise ValueError(f"{name}: dy has spatial shape {tuple(dy.shape[2:])} but the window gives "
-                             f"{out_hw} for input shape {tuple(input_shape)}")
         window = (kernel, stride, padding)
-    return backend(dy).pooling.max_pool2d_backward(dy, indices, tuple(input_shape), *window)
+        why = f"max_pool2d's output for input_shape {input_shape}, kernel_size {kernel}, stride {stride}"
+    expected = (*input_shape[:2], *out_hw)
+    dy = check_dy(name, dy, device_of(indices), expected, why=why)
+    if tuple(indices.shape) != expected or np.dtype(indices.dtype).kind not in "iu":
+        raise ValueError(f"{name}: expected integer indices of shape {expected} (dy's), "
+                         f"got {indices.dtype} of shape {tuple(indices.shape)}")
+    return backend(dy).pooling.max_pool2d_backward(dy, indices, input_shape, *window)
 
 
 # -- average pooling -------------------------------------------------------------------------------
@@ -137,9 +142,13 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool =
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0,
                         count_include_pad: bool = True) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo) and the forward's arguments."""
-    kernel, stride, padding, _ = _check_window("avg_pool2d_backward", input_shape, kernel_size, stride, padding)
-    return backend(dy).pooling.avg_pool2d_backward(dy, tuple(input_shape), kernel, stride, padding,
-                                                   count_include_pad)
+    name = "avg_pool2d_backward"
+    input_shape = check_shape(name, "input_shape", input_shape, 4, "(N, C, H, W)")
+    kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding)
+    dy = check_dy(name, dy, None, (*input_shape[:2], *out_hw),
+                  why=f"avg_pool2d's output for input_shape {input_shape}, kernel_size {kernel}, "
+                      f"stride {stride}, padding {padding}")
+    return backend(dy).pooling.avg_pool2d_backward(dy, input_shape, kernel, stride, padding, count_include_pad)
 
 
 # -- power-average (Lp) pooling --------------------------------------------------------------------
@@ -168,8 +177,12 @@ def lp_pool2d_backward(dy, x, y, norm_type, kernel_size, stride=None, mean: bool
     """dx (N, C, H, W) from dy, the forward input x and output y (both needed: dx ∝ (x/y)^(p−1))."""
     name = "lp_pool2d_backward"
     norm_type = _check_norm_type(name, norm_type)
-    kernel, stride, _, _ = _check_window(name, np.shape(x), kernel_size, stride, 0)
-    check_device(name, dy, x, y, name="dy", reference="the forward's arrays are")
+    x = _check_input(name, x)
+    kernel, stride, _, out_hw = _check_window(name, x.shape, kernel_size, stride, 0)
+    expected = (*x.shape[:2], *out_hw)
+    why = f"lp_pool2d's output for x of shape {x.shape}, kernel_size {kernel}, stride {stride}"
+    y = check_dy(name, y, x, expected, name="y", why=why)
+    dy = check_dy(name, dy, x, expected, why=why)
     return backend(dy).pooling.lp_pool2d_backward(dy, x, y, norm_type, kernel, stride, mean)
 
 
@@ -197,7 +210,13 @@ def adaptive_avg_pool2d(x, output_size, *, name: str = "adaptive_avg_pool2d") ->
 
 def adaptive_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo); the bins follow from the two shapes."""
-    return backend(dy).pooling.adaptive_avg_pool2d_backward(dy, tuple(input_shape))
+    name = "adaptive_avg_pool2d_backward"
+    input_shape = check_shape(name, "input_shape", input_shape, 4, "(N, C, H, W)")
+    dy = as_float_array(name, dy, "dy")
+    if dy.ndim != 4 or tuple(dy.shape[:2]) != input_shape[:2] or min(dy.shape[2:]) < 1:
+        raise ValueError(f"{name}: expected dy of shape ({input_shape[0]}, {input_shape[1]}, Ho, Wo) with "
+                         f"Ho, Wo >= 1 (N, C of input_shape {input_shape}), got {dy.shape}")
+    return backend(dy).pooling.adaptive_avg_pool2d_backward(dy, input_shape)
 
 
 # -- layers ----------------------------------------------------------------------------------------
@@ -209,7 +228,6 @@ class _Pool2d(Module):
         super().__init__()
         name = f"{type(self).__name__}(kernel_size={kernel_size})"
         self.kernel_size, self.stride, self.padding = _window_args(name, kernel_size, stride, padding)
-        self._cache = None
 
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}"
@@ -224,7 +242,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x: np.ndarray) -> np.ndarray:
         y, indices = max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True,
                                 name=self.describe())
-        self._cache = (np.shape(x), y.dtype, indices)
+        self._save_for_backward(np.shape(x), y.dtype, indices)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -243,7 +261,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad,
                        name=self.describe())
-        self._cache = (np.shape(x), y.shape, y.dtype, device_of(y))
+        self._save_for_backward(np.shape(x), y.shape, y.dtype, device_of(y))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -272,7 +290,7 @@ class LPPool2d(_Pool2d):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = _check_input(self.describe(), x)
         y = lp_pool2d(x, self.norm_type, self.kernel_size, self.stride, self.mean, name=self.describe())
-        self._cache = (x, y)
+        self._save_for_backward(x, y)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -290,17 +308,21 @@ class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = adaptive_avg_pool2d(x, self.output_size, name=self.describe())
-        self._cache = (np.shape(x), y.shape, y.dtype, device_of(y))
+        out = self._shaped(y)
+        self._save_for_backward(np.shape(x), y.shape, out.shape, y.dtype, device_of(y))
+        return out
+
+    def _shaped(self, y):
+        """The output as this layer returns it (GlobalAvgPool2d may flatten it)."""
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        input_shape, y_shape, dtype, device = self._saved()
-        dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
-        return adaptive_avg_pool2d_backward(dout, input_shape)
+        input_shape, y_shape, out_shape, dtype, device = self._saved()
+        dout = check_grad(self.describe(), dout, out_shape, dtype, like=device)
+        return adaptive_avg_pool2d_backward(dout.reshape(y_shape), input_shape)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -318,15 +340,8 @@ class GlobalAvgPool2d(AdaptiveAvgPool2d):
         super().__init__((1, 1))
         self.flatten = bool(flatten)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y = super().forward(x)
+    def _shaped(self, y):
         return y.reshape(y.shape[:2]) if self.flatten else y
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        if self.flatten:
-            _, y_shape, dtype, device = self._saved()
-            dout = check_grad(self.describe(), dout, y_shape[:2], dtype, like=device).reshape(y_shape)
-        return super().backward(dout)
 
     def extra_repr(self) -> str:
         return "flatten=True" if self.flatten else ""

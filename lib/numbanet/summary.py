@@ -46,6 +46,7 @@ import numpy as np
 
 from .conv import Conv2d
 from .linear import Linear
+from .caching import no_grad
 from .module import Module
 
 
@@ -343,7 +344,6 @@ def summary(model: Module, input_shape, *, training: bool = False, batch_size: i
     recorder = _Recorder(model, batch_size)
     modules = [module for _, module in recorder.named.values()]
     flags = [module.training for module in modules]
-    caches = [module.__dict__.get("_cache") for module in modules]
     own_forward = [module.__dict__.get("forward") for module in modules]
     # a training pass updates buffers (BatchNorm's running statistics): keep copies to put back
     buffers = [(module, key, np.array(getattr(module, key), copy=True))
@@ -354,15 +354,14 @@ def summary(model: Module, input_shape, *, training: bool = False, batch_size: i
         for name, module in recorder.named.values():
             object.__setattr__(module, "forward", recorder.wrap(name, module, module.forward))
         model.train(training)
-        model(x)
+        with no_grad():  # the model's caches of an earlier forward stay as they were
+            model(x)
     finally:
-        for module, flag, cache, forward in zip(modules, flags, caches, own_forward):
+        for module, flag, forward in zip(modules, flags, own_forward):
             module.__dict__.pop("forward", None)
             if forward is not None:
                 object.__setattr__(module, "forward", forward)
             object.__setattr__(module, "training", flag)
-            if "_cache" in module.__dict__:
-                object.__setattr__(module, "_cache", cache)
         for module, key, value in buffers:
             object.__setattr__(module, key, value)
     rows = recorder.rows

@@ -54,7 +54,14 @@ class Parameter:
         backend(self.grad).tensor.fill(self.grad, 0)
 
     def add_grad(self, g) -> None:
-        """grad += g (g on the parameter's device, same shape): what every backward does."""
+        """grad += g (g on the parameter's device, of exactly its shape: a broadcastable
+        (C,) for a (1, C) parameter would be a bug upstream): what every backward does."""
+        if tuple(np.shape(g)) != self.shape:
+            raise ValueError(f"Parameter.add_grad: expected a gradient of shape {self.shape} "
+                             f"(the parameter's), got {tuple(np.shape(g))}")
+        if device_of(g) != self.device:
+            raise TypeError(f"Parameter.add_grad: the gradient is on {device_of(g)} but the parameter "
+                            f"is on {self.device}")
         backend(self.grad).tensor.accumulate(self.grad, g)
 
     def astype(self, dtype) -> None:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .data.transforms import multi_crop
 from .loss import CrossEntropyLoss, MSELoss
 from .device import CUDA, Device, device as nb_device, to_device, to_numpy
+from .caching import no_grad
 from .module import Module
 
 
@@ -206,20 +207,24 @@ def fit(model: Module, loss_fn, optimizer, train_loader, val_loader=None, epochs
 
 
 class _EvalMode:
-    """``with _EvalMode(model):`` runs the block in eval mode and restores the previous mode."""
+    """``with _EvalMode(model):`` runs the block in eval mode under ``no_grad`` (no caches are kept,
+    and those of an earlier training forward stay usable) and restores the previous mode."""
 
     def __init__(self, model: Module):
         self.model, self.was_training = model, model.training
+        self.no_grad = no_grad()
 
     def __enter__(self):
+        self.no_grad.__enter__()
         self.model.eval()
 
     def __exit__(self, *exc):
         self.model.train(self.was_training)
+        return self.no_grad.__exit__(*exc)
 
 
 def evaluate(model: Module, loader, loss_fn=None) -> tuple[float, float]:
-    """(mean loss, accuracy) of ``model`` in eval mode over every batch of ``loader``.
+    """(mean loss, accuracy) of ``model`` in eval mode over every batch of ``loader``, under ``no_grad``.
 
     ``loss_fn`` defaults to ``CrossEntropyLoss()``; the mean weights each batch's loss by its
     size.  The model's train/eval mode is restored afterwards.
@@ -238,7 +243,7 @@ def evaluate(model: Module, loader, loss_fn=None) -> tuple[float, float]:
 
 
 def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
-    """Logits (N, K) of ``model`` in eval mode for inputs x (N, ...), ``batch_size`` at a time.
+    """Logits (N, K) of ``model`` in eval mode (under ``no_grad``) for inputs x (N, ...), ``batch_size`` at a time.
 
     The model's train/eval mode is restored afterwards.
     """

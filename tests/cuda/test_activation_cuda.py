@@ -122,7 +122,7 @@ def test_errors_name_the_layer_and_devices():
     layer(to_device(np.ones((2, 3)), "cuda"))
     with pytest.raises(TypeError, match=r"ReLU\(\)\.backward: dout is on cpu but the forward pass ran on cuda"):
         layer.backward(np.ones((2, 3)))
-    with pytest.raises(TypeError, match="relu_backward: dy is on cpu but the forward.s array is on cuda"):
+    with pytest.raises(TypeError, match="relu_backward: dy is on cpu but the forward pass ran on cuda"):
         F.relu_backward(np.ones(3), to_device(np.ones(3), "cuda"))
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
         F.gelu(to_device(np.ones(3), "cuda"), approximate="fast")

@@ -58,18 +58,18 @@ def test_kept_units_scaled_and_backward_reuses_the_mask(layer_cls, dtype):
     x_host, x = device_input((2, 3, 3, 2), dtype)
     layer = layer_cls(0.4)
     y = layer(x)
-    assert is_cuda(y) and is_cuda(layer._cache[-1])
+    mask = layer._caches.records[-1].values[-1]  # what forward saved for backward: the keep-mask last
+    assert is_cuda(y) and is_cuda(mask)
     y_host = to_numpy(y)
     keep = y_host != 0
     scale = np.dtype(dtype).type(1 / 0.6)
     np.testing.assert_array_equal(y_host[keep], x_host[keep] * scale)  # exactly x times the rounded scale
     if layer_cls is nn.Dropout2d:
-        assert layer._cache[-1].shape == (2, 3, 1, 1)
+        assert mask.shape == (2, 3, 1, 1)
         assert all(plane.all() or not plane.any() for plane in keep.reshape(6, -1))  # whole planes
     dy_host = np.random.default_rng(1).uniform(0.5, 2.0, x_host.shape).astype(dtype)
     dx = to_numpy(layer.backward(to_device(dy_host, "cuda")))
     np.testing.assert_array_equal(dx, np.where(keep, dy_host * scale, 0))
-    mask = layer._cache[-1]
     np.testing.assert_array_equal(to_numpy(F.dropout_backward(to_device(dy_host, "cuda"), mask, 0.4)), dx)
 
 

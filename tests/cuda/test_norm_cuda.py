@@ -143,3 +143,22 @@ def test_device_mismatch_errors_name_the_layer_and_devices():
     layer(x_dev)
     with pytest.raises(TypeError, match=r"GroupNorm\(1, 3.*\.backward: dout is on cpu"):
         layer.backward(np.ones((2, 3, 2, 2), np.float32))
+
+
+def test_local_response_norm_backward_checks_the_device_of_dout():
+    layer = nn.LocalResponseNorm(3)
+    layer(to_device(np.ones((1, 3, 2, 2), np.float32), "cuda"))
+    with pytest.raises(TypeError, match=r"LocalResponseNorm\(3.*\.backward: dout is on cpu but the forward pass ran on cuda"):
+        layer.backward(np.ones((1, 3, 2, 2), np.float32))
+
+
+def test_functional_backward_checks_dy_on_the_gpu_like_on_the_cpu():
+    x = to_device(np.ones((2, 3, 2, 2), np.float32), "cuda")
+    with pytest.raises(ValueError, match=r"group_norm_backward: expected dy of shape \(2, 3, 2, 2\)"):
+        F.group_norm_backward(to_device(np.ones((2, 3, 2), np.float32), "cuda"), x, 1)
+    with pytest.raises(TypeError, match=r"group_norm_backward: expected dy of dtype float32, got float64"):
+        F.group_norm_backward(to_device(np.ones((2, 3, 2, 2)), "cuda"), x, 1)
+    with pytest.raises(TypeError, match=r"expected dy of dtype float32 or float64, got int64"):
+        F.relu_backward(to_device(np.ones((2, 3, 2, 2), np.int64), "cuda"), x)
+    with pytest.raises(ValueError, match=r"relu_backward: expected dy of shape \(2, 3, 2, 2\)"):
+        F.relu_backward(to_device(np.ones((2, 3, 2), np.float32), "cuda"), x)

@@ -177,7 +177,7 @@ class CeilModeMaxPool2d(MaxPool2d):
         indices = np.empty(y.shape, np.int64)
         cpu_pooling._max_pool_kernel(x.reshape(n * c, h, w), *rows, *cols, y.reshape(n * c, *y.shape[2:]),
                                      indices.reshape(n * c, *y.shape[2:]))
-        self._cache = (x.shape, y.dtype, indices)
+        self._save_for_backward(x.shape, y.dtype, indices)
         return y
 
     def extra_repr(self) -> str:
@@ -198,7 +198,6 @@ class TransformInput(Module):
 
     def __init__(self):
         super().__init__()
-        self._cache = None
 
     def _constants(self, dtype) -> tuple[np.ndarray, np.ndarray]:
         return tuple(np.asarray(v, dtype).reshape(1, 3, 1, 1) for v in (_TRANSFORM_SCALE, _TRANSFORM_SHIFT))
@@ -209,7 +208,7 @@ class TransformInput(Module):
         check_dim(name, x, 1, 3, "(N, 3, H, W)")
         scale, shift = self._constants(x.dtype)
         y = x * scale + shift
-        self._cache = (y.shape, y.dtype)
+        self._save_for_backward(y.shape, y.dtype)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -340,7 +339,6 @@ class GoogLeNet(Module):
             self.aux2 = InceptionAux(self.inception4d.out_channels, num_classes, width, small_input,
                                      aux_dropout, dtype, rng, variant=variant)
         he_init(self, "fan_in", rng)
-        self._cache = None
 
     def _run(self, stage: int, x: np.ndarray) -> np.ndarray:
         for name in self._stages[stage]:
@@ -359,7 +357,7 @@ class GoogLeNet(Module):
             x = self._run(stage, x)
             if with_aux and stage < 2:
                 aux.append(getattr(self, f"aux{stage + 1}")(x))
-        self._cache = (with_aux, x.shape, x.dtype)
+        self._save_for_backward(with_aux, x.shape, x.dtype)
         return (x, *aux) if with_aux else x
 
     def backward(self, dout):
@@ -418,7 +416,6 @@ class GoogLeNetLoss(Module):
         self.aux1 = CrossEntropyLoss(label_smoothing)
         self.aux2 = CrossEntropyLoss(label_smoothing)
         self.last_losses = None
-        self._cache = None
 
     def forward(self, outputs, target) -> float:
         if isinstance(outputs, (tuple, list)):
@@ -427,11 +424,11 @@ class GoogLeNetLoss(Module):
                                  f"got {len(outputs)} outputs")
             real, aux1, aux2 = (crit(out, target) for crit, out in zip((self.main, self.aux1, self.aux2), outputs))
             self.last_losses = (real, aux1, aux2)
-            self._cache = (True,)
+            self._save_for_backward(True,)
             return real + self.aux_weight * aux1 + self.aux_weight * aux2
         real = self.main(outputs, target)
         self.last_losses = (real, None, None)
-        self._cache = (False,)
+        self._save_for_backward(False,)
         return real
 
     def backward(self, dout: float = 1.0):

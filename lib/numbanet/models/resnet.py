@@ -70,16 +70,17 @@ class _ResidualBlock(Module):
             raise ValueError(f"{self.describe()}: residual shape {out.shape} does not match the shortcut's "
                              f"{skip.shape}; a block that changes stride or channels needs a downsample")
         y = self.relu(out + skip)
-        self._cache = (y.shape, y.dtype)
+        self._save_for_backward(y.shape, y.dtype)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         y_shape, dtype = self._saved()
         d = self.relu.backward(check_grad(self.describe(), dout, y_shape, dtype))
+        dx_skip = d if self.downsample is None else self.downsample.backward(d)  # reverse of forward's order
         dx = d
         for name in reversed(self._body):
             dx = getattr(self, name).backward(dx)
-        return dx + (d if self.downsample is None else self.downsample.backward(d))
+        return dx + dx_skip
 
 
 class BasicBlock(_ResidualBlock):
@@ -101,7 +102,6 @@ class BasicBlock(_ResidualBlock):
         self.bn2 = BatchNorm2d(planes, dtype=dtype)
         self.downsample = downsample
         self.relu = ReLU()
-        self._cache = None
 
 
 class Bottleneck(_ResidualBlock):
@@ -130,7 +130,6 @@ class Bottleneck(_ResidualBlock):
         self.downsample = downsample
         self.relu = ReLU()
         self.variant = variant
-        self._cache = None
 
 
 def projection(in_planes: int, out_planes: int, stride: int, dtype=np.float32, rng=None) -> Sequential:
@@ -150,7 +149,6 @@ class ZeroPadShortcut(Module):
         if out_planes < in_planes:
             raise ValueError(f"ZeroPadShortcut: out_planes ({out_planes}) must be >= in_planes ({in_planes})")
         self.in_planes, self.out_planes, self.stride = in_planes, out_planes, stride
-        self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         name = self.describe()
@@ -162,7 +160,7 @@ class ZeroPadShortcut(Module):
         sub = x[:, :, ::s, ::s]
         y = np.zeros((x.shape[0], self.out_planes, *sub.shape[2:]), x.dtype)
         y[:, :self.in_planes] = sub
-        self._cache = (x.shape, y.shape, y.dtype)
+        self._save_for_backward(x.shape, y.shape, y.dtype)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
