@@ -262,3 +262,81 @@ def test_concat_indexes_its_branches():
     assert cat[0] is branches[0] and cat[-1] is branches[2]
     with pytest.raises(IndexError, match="Concat: index 3 out of range for 3 children"):
         cat[3]
+
+
+# -- PyTorch's other containers: ModuleList, ModuleDict, Identity ---------------------------------------
+
+def test_module_list_registers_its_entries_like_torch():
+    layers = nn.ModuleList([nn.Linear(3, 4), nn.ReLU()])
+    layers.append(nn.Linear(4, 2)).extend([nn.Tanh()])
+    layers.insert(1, nn.Identity())
+    assert [type(m).__name__ for m in layers] == ["Linear", "Identity", "ReLU", "Linear", "Tanh"]
+    assert len(layers) == 5 and layers[-1] is layers[4]
+    layers[1] = nn.Sigmoid()
+    assert isinstance(layers[1], nn.Sigmoid) and isinstance(layers[1:3], nn.ModuleList)
+    torch_layers = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Sigmoid(), torch.nn.ReLU(),
+                                        torch.nn.Linear(4, 2), torch.nn.Tanh()])
+    assert list(layers.state_dict()) == list(torch_layers.state_dict())
+    with pytest.raises(TypeError, match="ModuleList.append: the argument must be a numbanet Module, got int"):
+        layers.append(3)
+    with pytest.raises(IndexError, match="index 9 out of range for 5 children"):
+        layers[9]
+    with pytest.raises(NotImplementedError, match="ModuleList does not define forward"):
+        layers(np.ones((1, 3), np.float32))
+
+
+def test_a_module_holding_a_module_list_trains_like_torch(rng):
+    class Tower(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Linear(4, 4, dtype=np.float64, rng=rng) for _ in range(3))
+            self.heads = nn.ModuleDict({"relu": nn.ReLU(), "tanh": nn.Tanh()})
+
+        def forward(self, x):
+            for block, act in zip(self.blocks, ("relu", "tanh", "relu")):
+                x = self.heads[act](block(x))
+            return x
+
+        def backward(self, dout):
+            for block, act in zip(reversed(self.blocks), ("relu", "tanh", "relu")):
+                dout = block.backward(self.heads[act].backward(dout))
+            return dout
+
+    class TorchTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4, dtype=torch.float64) for _ in range(3))
+            self.heads = torch.nn.ModuleDict({"relu": torch.nn.ReLU(), "tanh": torch.nn.Tanh()})
+
+        def forward(self, x):
+            for block, act in zip(self.blocks, ("relu", "tanh", "relu")):
+                x = self.heads[act](block(x))
+            return x
+
+    _compare(Tower(), TorchTower(), rng.normal(size=(3, 4)), np.dtype(np.float64))
+
+
+def test_module_dict_behaves_like_a_dict():
+    d = nn.ModuleDict({"conv": nn.Conv2d(1, 2, 3)})
+    d["act"] = nn.ReLU()
+    d.update([("pool", nn.MaxPool2d(2))])
+    assert list(d) == list(d.keys()) == ["conv", "act", "pool"] and "act" in d and len(d) == 3
+    assert [name for name, _ in d.named_parameters()] == ["conv.weight", "conv.bias"]
+    del d["act"]
+    assert list(d) == ["conv", "pool"] and not hasattr(d, "act")
+    with pytest.raises(KeyError, match=r"no module named 'act'; the keys are \['conv', 'pool'\]"):
+        d["act"]
+    with pytest.raises(KeyError, match="'keys' is already an attribute"):
+        d["keys"] = nn.ReLU()
+    with pytest.raises(KeyError, match="without '.'"):
+        d["a.b"] = nn.ReLU()
+
+
+def test_identity_passes_values_and_gradients_through(rng):
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    layer = nn.Identity()
+    assert layer(x) is x
+    dy = rng.normal(size=(2, 3)).astype(np.float32)
+    assert layer.backward(dy) is dy
+    with pytest.raises(ValueError, match=r"Identity\(\)\.backward: expected dout of shape \(2, 3\)"):
+        layer(x), layer.backward(dy[:1])

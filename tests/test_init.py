@@ -123,3 +123,14 @@ def test_bad_input():
         init.kaiming_uniform(_param((3, 3)), mode="fan_avg")
     with pytest.raises(ValueError, match=r"init: unknown nonlinearity 'swish'"):
         init.calculate_gain("swish")
+
+
+def test_torchs_in_place_names_are_the_same_initialisers():
+    for name in ("uniform", "normal", "constant", "zeros", "ones", "kaiming_uniform", "kaiming_normal",
+                 "xavier_uniform", "xavier_normal"):
+        assert getattr(init, name + "_") is getattr(init, name)
+        assert callable(getattr(torch.nn.init, name + "_"))
+    layer = nn.Linear(3, 2)
+    init.zeros_(layer.bias)
+    init.constant_(layer.weight.data, 0.5)  # a plain array works too
+    assert not layer.bias.data.any() and np.all(layer.weight.data == 0.5)

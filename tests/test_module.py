@@ -300,3 +300,32 @@ def test_add_grad_rejects_a_broadcastable_gradient_of_another_shape():
         param.add_grad(np.ones(3, np.float32))
     param.add_grad(np.ones((1, 3), np.float32))
     assert param.grad.sum() == 3
+
+
+def test_apply_visits_children_first_then_the_module_like_torch():
+    import torch
+    net, reference = small_net(), torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2),
+                                                      torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    seen, torch_seen = [], []
+    assert net.apply(lambda m: seen.append(type(m).__name__)) is net
+    reference.apply(lambda m: torch_seen.append(type(m).__name__))
+    assert seen == torch_seen
+    rng = np.random.default_rng(3)
+    net.apply(lambda m: nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", rng=rng)
+              if isinstance(m, nn.Conv2d) else None)
+    expected = np.random.default_rng(3).standard_normal((2, 1, 3, 3), np.float32) * np.float32(np.sqrt(2 / 18))
+    np.testing.assert_allclose(net[0].weight.data, expected, rtol=1e-6)
+
+
+def test_load_state_dict_returns_the_keys_it_could_not_match():
+    net = small_net()
+    sd = net.state_dict()
+    del sd["0.bias"]
+    sd["extra.weight"] = np.zeros(1)
+    result = net.load_state_dict(sd, strict=False)
+    assert result.missing_keys == ["0.bias"] and result.unexpected_keys == ["extra.weight"]
+    assert result == (["0.bias"], ["extra.weight"])
+    assert net.load_state_dict(net.state_dict()) == ([], [])
+    sd["4.weight"] = np.zeros((3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"4.weight: expected shape \(3, 32\), got \(3, 5\)"):
+        net.load_state_dict(sd, strict=False)  # shapes must match even when not strict, as in PyTorch

@@ -41,7 +41,7 @@ def _require_module(owner: str, what: str, value) -> Module:
 
 
 class _Children(Module):
-    """``len(m)``, ``iter(m)`` and ``m[i]`` over a container's children, in order."""
+    """``len(m)``, ``iter(m)``, ``m[i]`` and ``m.append(module)`` over a container's children, in order."""
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -49,12 +49,27 @@ class _Children(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def __getitem__(self, index):
-        modules = list(self._modules.values())
+    def _name_at(self, index) -> str:
+        names = list(self._modules)
         index = operator.index(index)
-        if not -len(modules) <= index < len(modules):
-            raise IndexError(f"{type(self).__name__}: index {index} out of range for {len(modules)} children")
-        return modules[index]
+        if not -len(names) <= index < len(names):
+            raise IndexError(f"{type(self).__name__}: index {index} out of range for {len(names)} children")
+        return names[index]
+
+    def __getitem__(self, index):
+        """``m[i]`` is the i-th child (negative i counts from the end); ``m[a:b]`` a new container
+        of the same kind (the children themselves, not copies)."""
+        if isinstance(index, slice):
+            return self._from_items(list(self._modules.items())[index])
+        return self._modules[self._name_at(index)]
+
+    def _from_items(self, items):
+        return type(self)(OrderedDict(items))
+
+    def append(self, module: Module):
+        """Add ``module`` as the last child, named by its position."""
+        self.add_module(str(len(self)), _require_module(f"{type(self).__name__}.append", "the argument", module))
+        return self
 
 
 class Sequential(_Children):
@@ -68,16 +83,6 @@ class Sequential(_Children):
             items = [(str(i), m) for i, m in enumerate(modules)]
         for name, module in items:
             self.add_module(name, _require_module("Sequential", f"module {name!r}", module))
-
-    def append(self, module: Module) -> "Sequential":
-        self.add_module(str(len(self)), _require_module("Sequential.append", "the argument", module))
-        return self
-
-    def __getitem__(self, index):
-        """``seq[i]`` is the i-th child (negative i counts from the end); ``seq[a:b]`` a new Sequential."""
-        if isinstance(index, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[index]))
-        return super().__getitem__(index)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         for module in self:
@@ -96,6 +101,110 @@ class Sequential(_Children):
         return ", ".join(type(m).__name__ for m in self)
 
 
+class ModuleList(_Children):
+    """A list of modules registered as children "0", "1", … (PyTorch's ``nn.ModuleList``).
+
+    It has no forward or backward of its own: the module holding it calls its entries
+    (and their backward, in reverse order).  ``append``, ``extend``, ``insert``, ``l[i]``,
+    ``l[i] = module``, ``l[a:b]`` (a ModuleList), ``len``, iteration.
+    """
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def _from_items(self, items):
+        return ModuleList(module for _, module in items)
+
+    def extend(self, modules) -> "ModuleList":
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        modules = list(self)
+        modules.insert(index, _require_module("ModuleList.insert", "the argument", module))
+        for name in self._modules:  # renumber: every entry after index moves up by one
+            object.__delattr__(self, name)
+        self._modules.clear()
+        self.extend(modules)
+
+    def __setitem__(self, index, module: Module) -> None:
+        self.add_module(self._name_at(index), _require_module("ModuleList", "an entry", module))
+
+    def extra_repr(self) -> str:
+        return f"{len(self)} modules"
+
+
+class ModuleDict(Module):
+    """Modules by name, registered as children under their keys (PyTorch's ``nn.ModuleDict``).
+
+    Insertion order is kept; ``d[key]``, ``d[key] = module``, ``del d[key]``, ``key in d``,
+    ``len``, iteration over the keys, ``keys``/``values``/``items``, ``update``.  No forward:
+    the module holding it calls its entries.
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._modules:
+            raise KeyError(f"ModuleDict: no module named {key!r}; the keys are {list(self._modules)}")
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, _require_module("ModuleDict", f"entry {key!r}", module))
+
+    def __delitem__(self, key: str) -> None:
+        self[key]  # the KeyError naming the keys
+        del self._modules[key]
+        object.__delattr__(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self._modules
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def update(self, modules) -> None:
+        """Add (key, module) pairs from a mapping or an iterable of pairs."""
+        for key, module in (modules.items() if hasattr(modules, "items") else modules):
+            self[key] = module
+
+    def extra_repr(self) -> str:
+        return ", ".join(self._modules)
+
+
+class Identity(Module):
+    """y = x, dx = dy (PyTorch's ``nn.Identity``): a placeholder, e.g. for a removed classifier head.
+
+    forward returns its input itself; backward checks dout and returns it.
+    """
+
+    def forward(self, x):
+        x = as_float_array(self.describe(), x)
+        self._save_for_backward(x.shape, x.dtype, device_of(x))
+        return x
+
+    def backward(self, dout):
+        shape, dtype, device = self._saved()
+        return check_grad(self.describe(), dout, shape, dtype, like=device)
+
+
 class Concat(_Children):
     """Run every branch on the same input and concatenate the outputs along ``dim`` (Inception).
 
@@ -110,6 +219,9 @@ class Concat(_Children):
         for i, branch in enumerate(branches):
             self.add_module(str(i), _require_module("Concat", f"branch {i}", branch))
         self.dim = dim
+
+    def _from_items(self, items):
+        return Concat(*(module for _, module in items), dim=self.dim)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(self.describe(), x)

@@ -8,6 +8,10 @@ Fan-in of a weight of shape (out, in, kh, kw) is ``in*kh*kw``; fan-out is ``out*
 * ``kaiming_normal`` / ``kaiming_uniform`` (MSRA, He et al. 2015): variance
   gain²/fan, gain = √(2/(1+a²)), chosen so ReLU layers keep activations' scale.
 * ``xavier_uniform`` / ``xavier_normal`` (Glorot & Bengio 2010): variance 2/(fan_in+fan_out).
+
+Each also has PyTorch's trailing-underscore name (``kaiming_normal_``, ``zeros_``, ...).  They
+take a Parameter (or an array) on the CPU or the GPU; on the GPU the values are drawn on the
+host from the same generator and copied over.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import math
 
 import numpy as np
 
+from .device import is_cuda
 from .random import get_rng
 from .tensor import Parameter
 
@@ -50,24 +55,41 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"init: unknown nonlinearity {nonlinearity!r}")
 
 
-def uniform(param: Parameter, low: float = 0.0, high: float = 1.0, rng=None) -> Parameter:
-    """U(low, high), drawn directly in the parameter's dtype (no float64 temporary: big FC layers)."""
-    get_rng(rng).random(out=param.data, dtype=param.dtype)
-    param.data *= high - low
-    param.data += low
+def _array(param):
+    """The array an initialiser fills: a Parameter's value, or the array itself."""
+    return param.data if isinstance(param, Parameter) else param
+
+
+def _draw(param, draw, shift: float, scale: float):
+    """Fill the parameter with scale·draw(out) + shift, drawn in its dtype.  A host array is
+    drawn into directly (no float64 temporary: big FC layers); a device array (a parameter on
+    the GPU) is drawn on the host with the same generator and copied to it."""
+    target = _array(param)
+    values = np.empty(target.shape, target.dtype) if is_cuda(target) else target
+    draw(out=values, dtype=values.dtype)
+    values *= scale
+    values += shift
+    if is_cuda(target):
+        target.copy_to_device(values)
     return param
+
+
+def uniform(param: Parameter, low: float = 0.0, high: float = 1.0, rng=None) -> Parameter:
+    """U(low, high), drawn directly in the parameter's dtype."""
+    return _draw(param, get_rng(rng).random, low, high - low)
 
 
 def normal(param: Parameter, mean: float = 0.0, std: float = 1.0, rng=None) -> Parameter:
     """N(mean, std²), drawn directly in the parameter's dtype."""
-    get_rng(rng).standard_normal(out=param.data, dtype=param.dtype)
-    param.data *= std
-    param.data += mean
-    return param
+    return _draw(param, get_rng(rng).standard_normal, mean, std)
 
 
 def constant(param: Parameter, value: float) -> Parameter:
-    param.data[...] = value
+    target = _array(param)
+    if is_cuda(target):
+        target.copy_to_device(np.full(target.shape, value, target.dtype))
+    else:
+        target[...] = value
     return param
 
 
@@ -109,3 +131,10 @@ def xavier_uniform(param: Parameter, gain: float = 1.0, rng=None) -> Parameter:
 def xavier_normal(param: Parameter, gain: float = 1.0, rng=None) -> Parameter:
     fan_in, fan_out = fans(param.shape)
     return normal(param, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
+
+
+# PyTorch's in-place names (``torch.nn.init.kaiming_normal_`` etc.): the same functions, which
+# already work in place on a Parameter (or a NumPy or device array), on the CPU or the GPU.
+uniform_, normal_, constant_, zeros_, ones_ = uniform, normal, constant, zeros, ones
+kaiming_uniform_, kaiming_normal_ = kaiming_uniform, kaiming_normal
+xavier_uniform_, xavier_normal_ = xavier_uniform, xavier_normal

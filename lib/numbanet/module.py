@@ -25,13 +25,20 @@ apply these rules, so every ``backward`` accepts ``retain_graph``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from .device import CPU, Device, device, device_of, is_cuda, to_device, to_numpy
 from .tensor import FLOAT_DTYPES, Parameter
 from .caching import CacheStack, backward_wrapper, forward_wrapper
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``Module.load_state_dict`` did not match: keys the module has that the state dict
+    lacks, and keys of the state dict the module does not have."""
+    missing_keys: list
+    unexpected_keys: list
 
 
 class Module:
@@ -60,12 +67,12 @@ class Module:
         if name in self._buffers and (isinstance(value, np.ndarray) or is_cuda(value)):
             object.__setattr__(self, name, value)  # replacing a buffer keeps it registered
             return
-        for table in (self._parameters, self._modules, self._buffers):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        table = self._parameters if isinstance(value, Parameter) else self._modules if isinstance(value, Module) else None
+        for other in (self._parameters, self._modules, self._buffers):
+            if other is not table:
+                other.pop(name, None)
+        if table is not None:
+            table[name] = value  # a replaced entry keeps its place, as in PyTorch
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, value: np.ndarray) -> None:
@@ -73,8 +80,26 @@ class Module:
         object.__setattr__(self, name, value)
         self._buffers[name] = None  # the value lives on the attribute; the table records the name
 
-    def add_module(self, name: str, module: "Module") -> None:
+    def add_module(self, name: str, module: "Module | None") -> None:
+        """Register ``module`` as the child ``name`` (a non-empty string without ".", not the name of
+        another attribute), as ``self.name = module`` does."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.add_module: a child's name must be a non-empty string "
+                           f"without '.', got {name!r}")
+        if name not in self._modules and (hasattr(type(self), name) or name in self.__dict__):
+            raise KeyError(f"{type(self).__name__}.add_module: {name!r} is already an attribute of the module")
         setattr(self, name, module)
+
+    def apply(self, fn) -> "Module":
+        """Call ``fn(module)`` on every child (recursively), then on this module; return self.
+
+        PyTorch's idiom for initialisation, e.g.
+        ``model.apply(lambda m: nn.init.kaiming_normal_(m.weight) if isinstance(m, nn.Conv2d) else None)``.
+        """
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
 
     # -- forward / backward ---------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -167,8 +192,10 @@ class Module:
         state.update((name, np.array(to_numpy(b), copy=True)) for name, b in self.named_buffers())
         return state
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copy values into this module.  All mismatches are reported together."""
+    def load_state_dict(self, state_dict, strict: bool = True) -> "IncompatibleKeys":
+        """Copy values into this module; return ``IncompatibleKeys(missing_keys, unexpected_keys)``
+        as PyTorch does.  ``strict`` (default) makes missing or unexpected keys an error;
+        a shape mismatch always is.  All problems are reported together."""
         targets = {}
         for module_name, module in self.named_modules():
             for name in list(module._parameters) + list(module._buffers):
@@ -198,6 +225,7 @@ class Module:
                 target.copy_to_device(np.ascontiguousarray(to_numpy(state_dict[key]), dtype=target.dtype))
             else:
                 target[...] = to_numpy(state_dict[key])
+        return IncompatibleKeys(missing, unexpected)
 
     # -- dtype and device ---------------------------------------------------------
     def to(self, dtype) -> "Module":

@@ -3,7 +3,7 @@ from . import init
 from .conv import Conv2d
 from .module import Module
 from .tensor import Parameter
-from .container import Add, Concat, Sequential
+from .container import Add, Concat, Identity, ModuleDict, ModuleList, Sequential
 from .linear import Flatten, Linear
 from .loss import CrossEntropyLoss, MSELoss
 from .pooling import (AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, LPPool2d, MaxPool2d)

@@ -208,3 +208,28 @@ def test_kernels_compile_to_ptx_for_a_real_gpu():
     if out.stdout.startswith("SKIP"):
         pytest.skip(out.stdout.strip())
     assert out.stdout.strip() == "OK", out.stdout
+
+
+def test_initialisers_fill_parameters_on_the_gpu_like_on_the_cpu():
+    cpu_layer, gpu_layer = nn.Conv2d(2, 3, 3), nn.Conv2d(2, 3, 3).to("cuda")
+    for fill in (lambda p, rng: nn.init.kaiming_normal_(p, mode="fan_out", nonlinearity="relu", rng=rng),
+                 lambda p, rng: nn.init.xavier_uniform_(p, rng=rng),
+                 lambda p, rng: nn.init.uniform_(p, -0.5, 0.5, rng=rng)):
+        fill(cpu_layer.weight, np.random.default_rng(0))
+        fill(gpu_layer.weight, np.random.default_rng(0))
+        assert is_cuda(gpu_layer.weight.data)
+        np.testing.assert_array_equal(to_numpy(gpu_layer.weight.data), cpu_layer.weight.data)
+    nn.init.constant_(gpu_layer.bias, 0.25)
+    nn.init.zeros_(cpu_layer.bias)
+    np.testing.assert_array_equal(to_numpy(gpu_layer.bias.data), np.full(3, 0.25, np.float32))
+    gpu_layer.apply(lambda m: nn.init.ones_(m.bias) if isinstance(m, nn.Conv2d) else None)
+    np.testing.assert_array_equal(to_numpy(gpu_layer.bias.data), np.ones(3, np.float32))
+
+
+def test_a_cache_keeps_its_own_copy_of_a_device_input():
+    layer = nn.ReLU()
+    x_host = np.array([[-1.0, 2.0]])
+    x = to_device(x_host, "cuda")
+    layer(x)
+    x.copy_to_device(np.array([[3.0, -4.0]]))  # the caller overwrites its input after forward
+    np.testing.assert_array_equal(to_numpy(layer.backward(to_device(np.ones((1, 2)), "cuda"))), [[0.0, 1.0]])

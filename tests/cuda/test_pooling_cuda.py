@@ -112,7 +112,7 @@ def test_functional_backward_forms_and_errors(rng):
     np.testing.assert_array_equal(to_numpy(F.max_pool2d_backward(dy, indices, x.shape, 2)), expected)
     with pytest.raises(ValueError, match="max_pool2d_backward: on the GPU pass the forward's kernel_size"):
         F.max_pool2d_backward(dy, indices, x.shape)
-    with pytest.raises(TypeError, match="max_pool2d_backward: dy is on cuda but the indices are on cpu"):
+    with pytest.raises(TypeError, match="max_pool2d_backward: dy is on cuda but the forward pass ran on cpu"):
         F.max_pool2d_backward(dy, to_numpy(indices), x.shape, 2)
     dx = F.avg_pool2d_backward(dy, x.shape, 2)
     assert is_cuda(dx)
