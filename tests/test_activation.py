@@ -258,7 +258,7 @@ class TestBadInput:
 def test_functional_backward_checks_dy_shape_and_dtype(name, rng):
     backward = getattr(F, f"{name}_backward")
     x = rng.standard_normal((3, 4))
-    with pytest.raises(ValueError, match=rf"expected dy of shape \(3, 4\) \(the shape of [xy]\), got \(4, 3\)"):
+    with pytest.raises(ValueError, match=r"expected dy of shape \(3, 4\) \(the forward.s\), got \(4, 3\)"):
         backward(np.ones((4, 3)), x)
     for bad, message in ((np.ones((3, 4), np.int64), "float32 or float64, got int64"),
                          (np.ones((3, 4), np.float16), "float32 or float64, got float16"),
