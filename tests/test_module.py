@@ -201,6 +201,15 @@ def test_forward_in_train_then_eval_mode_then_backward_raises(rng):
     assert net.backward(np.ones((2, 3), np.float32)).shape == x.shape
 
 
+def test_a_training_forward_after_an_unused_evaluation_is_the_ordinary_loop(rng):
+    net, x, dy = small_net(), rng.normal(size=(2, 1, 4, 4)).astype(np.float32), np.ones((2, 3), np.float32)
+    net.eval()
+    net(x)  # an evaluation outside no_grad
+    net.train()
+    net(x)
+    assert net.backward(dy).shape == x.shape
+
+
 def test_an_eval_pass_under_no_grad_leaves_the_training_caches_usable(rng):
     x = rng.normal(size=(2, 1, 4, 4)).astype(np.float32)
     dy = rng.normal(size=(2, 3)).astype(np.float32)

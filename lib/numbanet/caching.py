@@ -14,11 +14,12 @@ The rules, PyTorch's wherever they can be had without a graph:
 * **Stale caches raise.**  A backward uses each cache once and frees it;
   ``backward(dy, retain_graph=True)`` puts the caches back for another backward.  A second
   backward without a new forward, a backward after a ``no_grad`` forward, one whose caches
-  span two passes (a module that did not run in the last pass), and one after a forward in
-  the other mode that replaced caches backward never used (forward in train mode, then in
-  eval mode, then backward: which pass does dy belong to?) raise a ``RuntimeError`` naming
-  the module.  Switching mode *between* a forward and its backward is fine: the cache
-  holds what that forward computed.
+  span two passes (a module that did not run in the last pass), and one after an eval-mode
+  forward replaced training-mode caches that no backward used (forward in train mode, then
+  in eval mode, then backward: which pass does dy belong to?) raise a ``RuntimeError``
+  naming the module.  A training forward after an unused eval one (the training loop after
+  an evaluation) just replaces it, and switching mode *between* a forward and its backward
+  is fine: the cache holds what that forward computed.
 * **No aliasing.**  A cache never shares memory with an array the caller can still write:
   an input of the pass that a layer keeps is copied (only then, and only that array), and
   an output of the pass that is also kept (Sigmoid's and Tanh's y) is handed out as a copy.
@@ -158,14 +159,17 @@ class _Pass:
 class _Record:
     """One cache: the values a forward saved, the pass and the mode it ran in.
 
-    ``replaced_mode``: the mode of unused caches this one replaced when that mode differs
-    from its own (then backward cannot know which pass dy belongs to), else None.
+    ``replaced_training``: this eval-mode cache replaced training-mode caches that no backward
+    used (an evaluation between a training forward and its backward: backward cannot know
+    which pass dy belongs to).  The other way round, a training forward after an unused
+    evaluation one, is the ordinary training loop and replaces it silently.
     """
 
-    __slots__ = ("pass_id", "training", "values", "replaced_mode")
+    __slots__ = ("pass_id", "training", "values", "replaced_training")
 
-    def __init__(self, pass_id: int, training: bool, values: tuple, replaced_mode):
-        self.pass_id, self.training, self.values, self.replaced_mode = pass_id, training, values, replaced_mode
+    def __init__(self, pass_id: int, training: bool, values: tuple, replaced_training: bool):
+        self.pass_id, self.training, self.values = pass_id, training, values
+        self.replaced_training = replaced_training
 
 
 class _BackwardCall:
@@ -206,23 +210,21 @@ class CacheStack:
         # outside any forward call (not a layer's forward): keep copies of every array
         current = _state.forward_pass or _Pass(values)
         values = tuple(current.keep(v) for v in values)
-        replaced_mode = None
+        replaced_training = False
         if self.records and self.records[-1].pass_id != current.id:
-            modes = {r.training for r in self.records} - {training}
-            replaced_mode = modes.pop() if modes else None
+            replaced_training = not training and any(r.training for r in self.records)
             self.records.clear()
         elif self.records:
-            replaced_mode = self.records[-1].replaced_mode
-        self.records.append(_Record(current.id, training, values, replaced_mode))
+            replaced_training = self.records[-1].replaced_training
+        self.records.append(_Record(current.id, training, values, replaced_training))
         self.status = "saved"
 
     def take(self, name: str) -> tuple:
         if not self.records:
             raise RuntimeError(_EMPTY[self.status].format(name=name))
         record = self.records[-1]
-        if record.replaced_mode is not None:
-            raise RuntimeError(_AMBIGUOUS.format(name=name, first=_mode(record.replaced_mode),
-                                                 second=_mode(record.training)))
+        if record.replaced_training:
+            raise RuntimeError(_AMBIGUOUS.format(name=name))
         call = _state.backward_call
         if call is not None:
             if call.pass_id is None:
@@ -237,10 +239,6 @@ class CacheStack:
         return record.values
 
 
-def _mode(training: bool) -> str:
-    return "training" if training else "eval"
-
-
 _EMPTY = {
     "never": "{name}.backward called before forward: run the layer on an input first",
     "used": ("{name}.backward: nothing left to differentiate: each forward call's cache is used by "
@@ -250,7 +248,7 @@ _EMPTY = {
     "no_grad": ("{name}.backward: the last forward ran under numbanet.no_grad(), which keeps nothing "
                 "for backward; run the forward outside no_grad to differentiate it"),
 }
-_AMBIGUOUS = ("{name}.backward: a forward in {second} mode replaced the caches of a {first}-mode forward "
+_AMBIGUOUS = ("{name}.backward: a forward in eval mode replaced the caches of a training-mode forward "
               "that no backward used, so it is unclear which pass dy belongs to. Run evaluation "
               "forwards under `with numbanet.no_grad():` (numbanet.train.evaluate and predict do), or "
               "run the forward you want to differentiate again")
