@@ -63,7 +63,7 @@ def test_max_pool_matches_torch(cfg):
 def test_avg_pool_matches_torch(cfg, count_include_pad):
     rng, dtype = np.random.default_rng(cfg["seed"]), cfg["dtype"]
     x = make_input(rng, cfg["shape"], dtype, cfg["contiguous"])
-    layer = nn.AvgPool2d(cfg["kernel"], cfg["stride"], cfg["padding"], count_include_pad)
+    layer = nn.AvgPool2d(cfg["kernel"], cfg["stride"], cfg["padding"], count_include_pad=count_include_pad)
     check_against_torch(layer, lambda t: tF.avg_pool2d(t, cfg["kernel"], cfg["stride"], cfg["padding"],
                                                        count_include_pad=count_include_pad), x, dtype, rng)
 
@@ -272,3 +272,39 @@ def test_max_pooling_an_empty_batch_gets_a_clear_error():
     with pytest.raises(ValueError, match=r"MaxPool2d.*expected a non-empty input of shape \(N, C, H, W\), got shape \(0, 1, 4, 4\)"):
         nn.MaxPool2d(2)(np.zeros((0, 1, 4, 4)))
     assert nn.AvgPool2d(2)(np.zeros((0, 1, 4, 4))).shape == (0, 1, 2, 2)  # averaging works on no samples
+
+
+# -- ceil_mode ---------------------------------------------------------------------------------------
+
+@given(window_configs(), st.booleans())
+def test_ceil_mode_pooling_matches_torch(cfg, count_include_pad):
+    """PyTorch's ceil-mode output size, partial last windows, and the divisor of a partial window
+    with count_include_pad (the padding counts, the overhang past it does not)."""
+    rng, dtype = np.random.default_rng(cfg["seed"]), cfg["dtype"]
+    x = make_input(rng, cfg["shape"], dtype, cfg["contiguous"])
+    args = cfg["kernel"], cfg["stride"], cfg["padding"]
+    check_against_torch(nn.MaxPool2d(*args, ceil_mode=True), lambda t: tF.max_pool2d(t, *args, ceil_mode=True),
+                        x, dtype, rng)
+    _, indices = F.max_pool2d(x, *args, return_indices=True, ceil_mode=True)
+    _, torch_indices = tF.max_pool2d(torch.from_numpy(np.array(x)), *args, ceil_mode=True, return_indices=True)
+    np.testing.assert_array_equal(indices, torch_indices.numpy())
+    check_against_torch(nn.AvgPool2d(*args, ceil_mode=True, count_include_pad=count_include_pad),
+                        lambda t: tF.avg_pool2d(t, *args, ceil_mode=True, count_include_pad=count_include_pad),
+                        x, dtype, rng)
+
+
+def test_ceil_mode_keeps_the_partial_window_and_drops_one_in_the_padding():
+    x = np.arange(1 * 1 * 5 * 5, dtype=np.float64).reshape(1, 1, 5, 5)
+    assert nn.MaxPool2d(2, 2)(x).shape == (1, 1, 2, 2)
+    y = nn.MaxPool2d(2, 2, ceil_mode=True)(x)
+    assert y.shape == (1, 1, 3, 3) and y[0, 0, 2, 2] == x[0, 0, 4, 4]  # the last window holds one element
+    # 6 = 4 + 2·1: ceil((6 − 2)/2) + 1 = 3 windows would start at 4 = in the right padding: dropped
+    assert nn.MaxPool2d(2, 2, padding=1, ceil_mode=True)(np.zeros((1, 1, 4, 4))).shape == (1, 1, 3, 3)
+    partial = nn.AvgPool2d(3, 2, padding=1, ceil_mode=True)(np.ones((1, 1, 4, 4)))
+    torch_partial = tF.avg_pool2d(torch.ones(1, 1, 4, 4, dtype=torch.float64), 3, 2, 1, ceil_mode=True)
+    np.testing.assert_allclose(partial, torch_partial.numpy(), rtol=1e-15)
+    assert partial[0, 0, -1, -1] != 1.0  # the divisor counts the padding (4 of 6 cells are input)
+    assert "ceil_mode=True" in repr(nn.AvgPool2d(2, ceil_mode=True))
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected dy of shape \(1, 1, 3, 3\)"):
+        F.max_pool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), np.int64), (1, 1, 5, 5), 2, 2,
+                              ceil_mode=True)

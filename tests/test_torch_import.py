@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import numbanet as nb
-from numbanet import models
+from numbanet import models, nn
 from numbanet.data import imagenet
 from numbanet.gradcheck import gradcheck
 
@@ -219,7 +219,7 @@ def test_ceil_mode_max_pool_matches_torch(n, c, h, w, window, transpose):
     x = rng.standard_normal((n, c, w, h) if transpose else (n, c, h, w))
     if transpose:  # a non-contiguous view
         x = x.transpose(0, 1, 3, 2)
-    pool = models.CeilModeMaxPool2d(kernel, stride)
+    pool = nn.MaxPool2d(kernel, stride, ceil_mode=True)
     y = pool(x)
     xt = tensor(x)
     yt = torch.nn.functional.max_pool2d(xt, kernel, stride, ceil_mode=True)
@@ -232,12 +232,12 @@ def test_ceil_mode_max_pool_matches_torch(n, c, h, w, window, transpose):
 
 def test_ceil_mode_max_pool_gradcheck_and_errors():
     x = np.random.default_rng(0).standard_normal((2, 2, 6, 7))
-    pool = models.CeilModeMaxPool2d(3, 2)
+    pool = nn.MaxPool2d(3, 2, ceil_mode=True)
     assert pool(x).shape == (2, 2, 3, 3)  # floor mode: (2, 3)
     y = pool(x)
     dy = np.random.default_rng(1).standard_normal(y.shape)
     gradcheck(lambda inp: float(np.sum(pool(inp) * dy)), [x], [pool.backward(dy)])
-    with pytest.raises(ValueError, match=r"kernel 3 is larger than the input \(2 px\)"):
+    with pytest.raises(ValueError, match=r"kernel \(3, 3\) is larger than the padded input \(2, 5\)"):
         pool(np.zeros((1, 1, 2, 5)))
     with pytest.raises(ValueError, match=r"expected a 4-D input of shape \(N, C, H, W\)"):
         pool(np.zeros((1, 5, 5)))

@@ -7,6 +7,10 @@ size follows the convolution rule::
 
     Ho = ⌊(H + 2·ph − kh) / sh⌋ + 1,   Wo = ⌊(W + 2·pw − kw) / sw⌋ + 1
 
+or, with ``ceil_mode=True`` (MaxPool2d, AvgPool2d; PyTorch's rule, ``kernels.formulas.pooled_size``),
+Ho = ⌈(H + 2·ph − kh) / sh⌉ + 1, less one if the last window would start in the right padding:
+the last window may then reach past the padded input and is clipped.
+
 Write W(o) for the real (non-padding) input positions in the window of output o.
 
 Max pooling (padding counts as −∞, i.e. is never chosen)::
@@ -15,7 +19,8 @@ Max pooling (padding counts as −∞, i.e. is never chosen)::
     ∂L/∂x[i] = Σ_{o : a[o] = i} dy[o]       (the gradient is routed to the winner; overlapping
                                              windows that chose the same element add up)
 
-Average pooling, with d(o) = kh·kw (``count_include_pad=True``) or |W(o)|::
+Average pooling, with d(o) = |W(o)| or, with ``count_include_pad=True``, the window's size
+counting the padding but not a ceil-mode overhang past it (kh·kw for every other window)::
 
     y[o] = (1 / d(o)) · Σ_{i ∈ W(o)} x[i],    ∂L/∂x[i] = Σ_{o : i ∈ W(o)} dy[o] / d(o)
 
@@ -48,9 +53,9 @@ import numpy as np
 
 from ._validate import (as_float_array, check_dy, check_grad, check_ndim, check_nonempty,
                         check_shape, pair)
-from .conv import conv2d_output_size
 from .device import device_of, is_cuda
 from .kernels import backend
+from .kernels.formulas import pooled_size
 from .module import Module
 
 
@@ -71,33 +76,38 @@ def _window_args(name: str, kernel_size, stride, padding):
     return kernel, stride, padding
 
 
-def _check_window(name: str, input_shape, kernel_size, stride, padding) -> tuple:
-    """Validate the window against the input: (kernel, stride, padding, (Ho, Wo))."""
+def _check_window(name: str, input_shape, kernel_size, stride, padding, ceil_mode: bool = False) -> tuple:
+    """Validate the window against the input: (kernel, stride, padding, (Ho, Wo)), Ho and Wo by
+    ``formulas.pooled_size`` (floor or ceil mode)."""
     kernel, stride, padding = _window_args(name, kernel_size, stride, padding)
     height, width = input_shape[2:]
     padded = (height + 2 * padding[0], width + 2 * padding[1])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(f"{name}: kernel {kernel} is larger than the padded input {padded} "
                          f"(input shape {tuple(input_shape)}, padding {padding})")
-    return kernel, stride, padding, conv2d_output_size(height, width, kernel, stride, padding)
+    out_hw = tuple(pooled_size(size, k, s, p, bool(ceil_mode))
+                   for size, k, s, p in zip((height, width), kernel, stride, padding))
+    return kernel, stride, padding, out_hw
 
 
 # -- max pooling -----------------------------------------------------------------------------------
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = False, *,
-               name: str = "max_pool2d"):
+def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices: bool = False, ceil_mode: bool = False,
+               *, name: str = "max_pool2d"):
     """y = max over each window.
 
     x: (N, C, H, W) -> y: (N, C, Ho, Wo); with ``return_indices`` also the int64 argmax
     (N, C, Ho, Wo), each a flat index h·W + w into its input plane (PyTorch's convention).
+    ``ceil_mode``: Ho = ⌈(H + 2p − k)/s⌉ + 1 (module docstring), the last window partial.
     """
     x = _check_input(name, x)
     check_nonempty(name, x.shape, "(N, C, H, W)")
-    kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding)
-    return backend(x).pooling.max_pool2d(x, kernel, stride, padding, return_indices)
+    kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding, ceil_mode)
+    return backend(x).pooling.max_pool2d(x, kernel, stride, padding, return_indices, bool(ceil_mode))
 
 
-def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=0) -> np.ndarray:
+def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=0,
+                        ceil_mode: bool = False) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy and the argmax ``indices``, both (N, C, Ho, Wo).
 
     On the GPU the window (kernel_size, stride, padding of the forward call) is required too:
@@ -106,16 +116,17 @@ def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None,
     name = "max_pool2d_backward"
     input_shape = check_shape(name, "input_shape", input_shape, 4, "(N, C, H, W)")
     check_nonempty(name, input_shape, "(N, C, H, W)")
-    window = (None, None, (0, 0))  # the CPU kernel scatters to the argmax: no window needed
+    window = (None, None, (0, 0), False)  # the CPU kernel scatters to the argmax: no window needed
     if kernel_size is None:
         if is_cuda(dy) or is_cuda(indices):
             raise ValueError(f"{name}: on the GPU pass the forward's kernel_size (and stride, padding): "
                              "the CUDA kernel gathers over the windows containing each input element")
         out_hw, why = tuple(np.shape(indices)[2:]), "the indices' shape"
     else:
-        kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding)
-        window = (kernel, stride, padding)
-        why = f"max_pool2d's output for input_shape {input_shape}, kernel_size {kernel}, stride {stride}"
+        kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding, ceil_mode)
+        window = (kernel, stride, padding, bool(ceil_mode))
+        why = (f"max_pool2d's output for input_shape {input_shape}, kernel_size {kernel}, stride {stride}, "
+               f"padding {padding}, ceil_mode {bool(ceil_mode)}")
     expected = (*input_shape[:2], *out_hw)
     dy = check_dy(name, dy, device_of(indices), expected, why=why)
     if tuple(indices.shape) != expected or np.dtype(indices.dtype).kind not in "iu":
@@ -126,29 +137,31 @@ def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None,
 
 # -- average pooling -------------------------------------------------------------------------------
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool = True, *,
-               name: str = "avg_pool2d") -> np.ndarray:
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad: bool = True, ceil_mode: bool = False,
+               *, name: str = "avg_pool2d") -> np.ndarray:
     """y = window mean.  x: (N, C, H, W) -> y: (N, C, Ho, Wo).
 
-    The divisor is kh·kw when ``count_include_pad`` (padding counts as zeros), else the
-    number of real elements in the window.  kernel 3, stride 1, padding 1 keeps H x W
-    (the pooling branch of an Inception module).
+    The divisor is the window's size counting the padding (kh·kw, less a ceil-mode window's
+    overhang past the padding) when ``count_include_pad``, else the number of real elements in
+    the window.  kernel 3, stride 1, padding 1 keeps H x W (the pooling branch of an Inception
+    module).  ``ceil_mode`` as in ``max_pool2d``.
     """
     x = _check_input(name, x)
-    kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding)
-    return backend(x).pooling.avg_pool2d(x, kernel, stride, padding, count_include_pad)
+    kernel, stride, padding, _ = _check_window(name, x.shape, kernel_size, stride, padding, ceil_mode)
+    return backend(x).pooling.avg_pool2d(x, kernel, stride, padding, count_include_pad, bool(ceil_mode))
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0,
-                        count_include_pad: bool = True) -> np.ndarray:
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, count_include_pad: bool = True,
+                        ceil_mode: bool = False) -> np.ndarray:
     """dx (``input_shape`` = (N, C, H, W)) from dy (N, C, Ho, Wo) and the forward's arguments."""
     name = "avg_pool2d_backward"
     input_shape = check_shape(name, "input_shape", input_shape, 4, "(N, C, H, W)")
-    kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding)
+    kernel, stride, padding, out_hw = _check_window(name, input_shape, kernel_size, stride, padding, ceil_mode)
     dy = check_dy(name, dy, None, (*input_shape[:2], *out_hw),
                   why=f"avg_pool2d's output for input_shape {input_shape}, kernel_size {kernel}, "
-                      f"stride {stride}, padding {padding}")
-    return backend(dy).pooling.avg_pool2d_backward(dy, input_shape, kernel, stride, padding, count_include_pad)
+                      f"stride {stride}, padding {padding}, ceil_mode {bool(ceil_mode)}")
+    return backend(dy).pooling.avg_pool2d_backward(dy, input_shape, kernel, stride, padding, count_include_pad,
+                                                   bool(ceil_mode))
 
 
 # -- power-average (Lp) pooling --------------------------------------------------------------------
@@ -222,44 +235,58 @@ def adaptive_avg_pool2d_backward(dy, input_shape) -> np.ndarray:
 # -- layers ----------------------------------------------------------------------------------------
 
 class _Pool2d(Module):
-    """Shared state of the sliding-window poolings: (kernel_size, stride, padding) as pairs."""
+    """Shared state of the sliding-window poolings: (kernel_size, stride, padding) as pairs, ceil_mode."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
         super().__init__()
         name = f"{type(self).__name__}(kernel_size={kernel_size})"
         self.kernel_size, self.stride, self.padding = _window_args(name, kernel_size, stride, padding)
+        self.ceil_mode = bool(ceil_mode)
 
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
-        return s
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
 class MaxPool2d(_Pool2d):
-    """Max pooling; ``stride`` defaults to ``kernel_size``.  backward routes dy to the argmax."""
+    """Max pooling; ``stride`` defaults to ``kernel_size``.  backward routes dy to the argmax.
+
+    ``ceil_mode=True`` (PyTorch's): Ho = ⌈(H + 2p − k)/s⌉ + 1, keeping a last, partial window
+    clipped at the border (torchvision's GoogLeNet pools 112 -> 56 with 3x3/2 where floor mode
+    gives 55); a window that would start in the right padding is dropped.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y, indices = max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True,
-                                name=self.describe())
+                                ceil_mode=self.ceil_mode, name=self.describe())
         self._save_for_backward(np.shape(x), y.dtype, indices)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         input_shape, dtype, indices = self._saved()
         dout = check_grad(self.describe(), dout, indices.shape, dtype, like=indices)
-        return max_pool2d_backward(dout, indices, input_shape, self.kernel_size, self.stride, self.padding)
+        return max_pool2d_backward(dout, indices, input_shape, self.kernel_size, self.stride, self.padding,
+                                   self.ceil_mode)
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling; ``count_include_pad`` decides whether padding zeros count in the mean."""
+    """Average pooling, PyTorch's arguments in its order.  ``count_include_pad``: the padding
+    zeros count in the mean (the divisor is the window counting its padding, which for a
+    ceil-mode partial window stops at the padding's edge, as in PyTorch); ``ceil_mode`` as in
+    ``MaxPool2d``."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
-        super().__init__(kernel_size, stride, padding)
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad,
+        y = avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad, self.ceil_mode,
                        name=self.describe())
         self._save_for_backward(np.shape(x), y.shape, y.dtype, device_of(y))
         return y
@@ -268,7 +295,7 @@ class AvgPool2d(_Pool2d):
         input_shape, y_shape, dtype, device = self._saved()
         dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
         return avg_pool2d_backward(dout, input_shape, self.kernel_size, self.stride, self.padding,
-                                   self.count_include_pad)
+                                   self.count_include_pad, self.ceil_mode)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

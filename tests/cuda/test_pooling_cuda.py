@@ -64,6 +64,30 @@ def test_avg_pool_matches_cpu_and_torch(cfg, count_include_pad, cpu_and_gpu):
 
 
 @SETTINGS
+@given(cfg=window_configs(), count_include_pad=st.booleans())
+def test_ceil_mode_pooling_matches_cpu_and_torch(cfg, count_include_pad, cpu_and_gpu):
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.integers(-2, 3, size=cfg["shape"]).astype(cfg["dtype"])  # ties: the first maximum, as on the CPU
+    args = cfg["kernel"], cfg["stride"], cfg["padding"]
+    check(nn.MaxPool2d(*args, ceil_mode=True), lambda t: tF.max_pool2d(t, *args, ceil_mode=True), x, rng,
+          cpu_and_gpu)
+    check(nn.AvgPool2d(*args, ceil_mode=True, count_include_pad=count_include_pad),
+          lambda t: tF.avg_pool2d(t, *args, ceil_mode=True, count_include_pad=count_include_pad), x, rng,
+          cpu_and_gpu)
+
+
+def test_torchvision_googlenet_runs_on_the_gpu(rng):
+    """Its ceil-mode max pools were CPU only; now the whole network runs on the device."""
+    from numbanet import models
+    model = models.googlenet(num_classes=3, width=1 / 16, variant="torchvision", aux_logits=False,
+                             rng=np.random.default_rng(0)).to(np.float64).eval()
+    x = rng.standard_normal((1, 3, 40, 40))
+    expected = model(x)
+    model.to("cuda")
+    np.testing.assert_allclose(to_numpy(model(to_device(x, "cuda"))), expected, rtol=1e-10, atol=1e-12)
+
+
+@SETTINGS
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 6),
        out_h=st.integers(1, 6), out_w=st.one_of(st.none(), st.integers(1, 6)),
        dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16))

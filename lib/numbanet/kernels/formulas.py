@@ -238,3 +238,26 @@ def adam(p, g, m, v, step_size, beta1, beta2, eps, bias_correction2_sqrt, weight
     m = m + (1.0 - beta1) * (g - m)
     v = beta2 * v + (1.0 - beta2) * g * g
     return p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps), m, v
+
+
+# -- pooling windows -------------------------------------------------------------------------------
+# Integer rules of a sliding window along one axis (size inputs, kernel k, stride s, padding p),
+# PyTorch's: the layer validates with them, and both devices build their windows from them.
+
+@register_jitable
+def pooled_size(size, kernel, stride, padding, ceil_mode):
+    """Outputs along the axis: ⌊(size + 2p − k)/s⌋ + 1, or with ``ceil_mode`` ⌈(size + 2p − k)/s⌉ + 1
+    less one when that last window would start in the right padding (it would read no input)."""
+    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+@register_jitable
+def padded_window_length(o, size, kernel, stride, padding):
+    """Length of window o counting the padding but not a ceil-mode window's overhang past it:
+    min(o·s − p + k, size + p) − (o·s − p).  Average pooling's divisor with count_include_pad
+    is the product of the two axes' lengths (k·k except for ceil mode's last, partial windows)."""
+    start = o * stride - padding
+    return min(start + kernel, size + padding) - start

@@ -20,7 +20,7 @@ default.  ``numbanet.data.imagenet`` has the matching preprocessing and the 1000
 from __future__ import annotations
 
 from .alexnet import AlexNet, alexnet
-from .googlenet import (BasicConv2d, CeilModeMaxPool2d, ConvReLU, GoogLeNet, GoogLeNetLoss, Inception, InceptionAux,
+from .googlenet import (BasicConv2d, ConvReLU, GoogLeNet, GoogLeNetLoss, Inception, InceptionAux,
                         TransformInput, googlenet)
 from .lenet import LeNet5, lenet5
 from .nin import NiN, mlpconv, nin
@@ -42,7 +42,7 @@ def get_model(name: str, **kwargs):
 
 
 __all__ = ["MODELS", "get_model", "from_torch", "to_torch_state_dict", "torch_name_map",
-           "BasicConv2d", "CeilModeMaxPool2d", "TransformInput",
+           "BasicConv2d", "TransformInput",
            "LeNet5", "AlexNet", "VGG", "NiN", "GoogLeNet", "GoogLeNetLoss", "Inception", "InceptionAux",
            "ConvReLU", "ResNet", "BasicBlock", "Bottleneck", "ZeroPadShortcut", "projection", "mlpconv", "make_layers",
            *MODELS]

@@ -49,7 +49,7 @@ weights need (load them with ``numbanet.models.from_torch``).  It differs from t
 
 * every convolution is a ``BasicConv2d``: conv (no bias) -> BatchNorm (ε = 0.001) -> ReLU;
 * the "5x5" branch is a 3x3 convolution (pad 1), a known slip kept for the weights' sake;
-* no LRN; max pools run in ceil mode (``CeilModeMaxPool2d``): 3x3/2 after conv1, conv3 and
+* no LRN; max pools run in ceil mode (``MaxPool2d(..., ceil_mode=True)``): 3x3/2 after conv1, conv3 and
   inception 3b, 2x2/2 after 4e (112 -> 56 -> 28 -> 14 -> 7 at 224 px, as the paper's, but the
   windows start at 0 instead of −1, so the values differ from the padded pools; the Inception
   pool branch's 3x3/1 pad-1 pool is in ceil mode there too, which changes nothing at stride 1);
@@ -81,7 +81,6 @@ from ..conv import Conv2d
 from ..data import imagenet
 from ..device import is_cuda
 from ..dropout import Dropout
-from ..kernels.cpu import pooling as cpu_pooling
 from ..linear import Flatten, Linear
 from ..loss import CrossEntropyLoss
 from ..module import Module
@@ -133,19 +132,6 @@ class BasicConv2d(Sequential):
 _CONV_BLOCK = {"paper": ConvReLU, "torchvision": BasicConv2d}
 
 
-def _ceil_mode_windows(name: str, size: int, kernel: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window bounds [start, end) along one axis for PyTorch's ceil mode without padding:
-    out = ⌈(size − kernel)/stride⌉ + 1, less one if the last window would start past the input;
-    the last window is clipped at the border."""
-    if kernel > size:
-        raise ValueError(f"{name}: kernel {kernel} is larger than the input ({size} px)")
-    out = -(-(size - kernel) // stride) + 1
-    if (out - 1) * stride >= size:
-        out -= 1
-    start = np.arange(out, dtype=np.int64) * stride
-    return start, np.minimum(start + kernel, size)
-
-
 def _cpu_input(name: str, x, what: str, layout: str) -> np.ndarray:
     """x as a float array of 4 dims on the CPU; a CUDA device array gets a clear error."""
     x = as_float_array(name, x)
@@ -153,35 +139,6 @@ def _cpu_input(name: str, x, what: str, layout: str) -> np.ndarray:
         raise ValueError(f"{name}: {what} on the CPU only; got a CUDA device array")
     check_ndim(name, x, 4, layout)
     return x
-
-
-class CeilModeMaxPool2d(MaxPool2d):
-    """PyTorch's ``MaxPool2d(kernel_size, stride, ceil_mode=True)`` (no padding), CPU only.
-
-    Ho = ⌈(H − kh)/sh⌉ + 1 (Wo alike): a last, partial window is kept, clipped at the border
-    (torchvision's GoogLeNet pools 112 -> 56 with 3x3/2 where floor mode gives 55).  The windows
-    are the paper variant's padded ones shifted by one pixel, so padding cannot emulate this.
-    backward (inherited) routes dy to the argmax as MaxPool2d's.
-    """
-
-    def __init__(self, kernel_size, stride=None):
-        super().__init__(kernel_size, stride, 0)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        name = self.describe()
-        x = _cpu_input(name, x, "ceil-mode max pooling runs", "(N, C, H, W)")
-        n, c, h, w = x.shape
-        rows = _ceil_mode_windows(name, h, self.kernel_size[0], self.stride[0])
-        cols = _ceil_mode_windows(name, w, self.kernel_size[1], self.stride[1])
-        y = np.empty((n, c, len(rows[0]), len(cols[0])), x.dtype)
-        indices = np.empty(y.shape, np.int64)
-        cpu_pooling._max_pool_kernel(x.reshape(n * c, h, w), *rows, *cols, y.reshape(n * c, *y.shape[2:]),
-                                     indices.reshape(n * c, *y.shape[2:]))
-        self._save_for_backward(x.shape, y.dtype, indices)
-        return y
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ", ceil_mode=True"
 
 
 # torchvision's transform_input: ImageNet-normalised input -> (pixel − 0.5)/0.5, per channel
@@ -307,7 +264,7 @@ class GoogLeNet(Module):
             self.conv1 = block(in_channels, c64, 3, 1, 1, dtype=dtype, rng=rng)
         else:
             self.conv1 = block(in_channels, c64, 7, 2, 3, dtype=dtype, rng=rng)
-            self.maxpool1 = CeilModeMaxPool2d(3, 2) if torchvision else MaxPool2d(3, 2, 1)
+            self.maxpool1 = MaxPool2d(3, 2, ceil_mode=True) if torchvision else MaxPool2d(3, 2, 1)
             if lrn and not torchvision:
                 self.lrn1 = _lrn()
         self.conv2 = block(c64, c64, 1, dtype=dtype, rng=rng)
@@ -315,7 +272,7 @@ class GoogLeNet(Module):
         if not small_input:
             if lrn and not torchvision:
                 self.lrn2 = _lrn()
-            self.maxpool2 = CeilModeMaxPool2d(3, 2) if torchvision else MaxPool2d(3, 2, 1)
+            self.maxpool2 = MaxPool2d(3, 2, ceil_mode=True) if torchvision else MaxPool2d(3, 2, 1)
         channels = c192
         for name, row in INCEPTION_TABLE.items():
             module = Inception(channels, *(scaled(c, width) for c in row), dtype=dtype, rng=rng, variant=variant)
@@ -323,7 +280,7 @@ class GoogLeNet(Module):
             channels = module.out_channels
             if name in _POOL_AFTER:
                 if torchvision:
-                    setattr(self, _POOL_AFTER[name], CeilModeMaxPool2d(2 if name == "inception4e" else 3, 2))
+                    setattr(self, _POOL_AFTER[name], MaxPool2d(2 if name == "inception4e" else 3, 2, ceil_mode=True))
                 else:
                     setattr(self, _POOL_AFTER[name], MaxPool2d(3, 2, 1))
         self.avgpool = GlobalAvgPool2d(flatten=True)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from ..formulas import padded_window_length, pooled_size
+
 
 class _Axis(NamedTuple):
     """The windows of one spatial axis."""
@@ -43,8 +45,8 @@ def _axis(size: int, start: np.ndarray, end: np.ndarray) -> _Axis:
                  np.searchsorted(start, inputs, side="right"))
 
 
-def _sliding_axis(size: int, kernel: int, stride: int, padding: int) -> _Axis:
-    out = (size + 2 * padding - kernel) // stride + 1
+def _sliding_axis(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False) -> _Axis:
+    out = pooled_size(size, kernel, stride, padding, ceil_mode)
     start = np.arange(out, dtype=np.int64) * stride - padding
     return _axis(size, start, start + kernel)
 
@@ -71,10 +73,10 @@ class _Geometry(NamedTuple):
         return np.full(self.out_hw, float(value))
 
 
-def _sliding(input_shape, kernel_size, stride, padding) -> _Geometry:
+def _sliding(input_shape, kernel_size, stride, padding, ceil_mode: bool = False) -> _Geometry:
     height, width = input_shape[2:]
-    return _Geometry(_sliding_axis(height, kernel_size[0], stride[0], padding[0]),
-                     _sliding_axis(width, kernel_size[1], stride[1], padding[1]))
+    return _Geometry(_sliding_axis(height, kernel_size[0], stride[0], padding[0], ceil_mode),
+                     _sliding_axis(width, kernel_size[1], stride[1], padding[1], ceil_mode))
 
 
 def _adaptive(input_shape, out_hw) -> _Geometry:
@@ -205,12 +207,12 @@ def _power_pool_backward_kernel(dy, x, y, norm_type, row_first, row_stop, col_fi
 
 # -- the operations (same names and arguments as kernels.cuda.pooling) -----------------------------
 
-def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = False):
+def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = False, ceil_mode: bool = False):
     """y = max over each window; with ``return_indices`` also the int64 argmax (flat h·W + w per plane).
 
     x: (N, C, H, W); kernel_size, stride, padding: pairs -> y (N, C, Ho, Wo).
     """
-    geometry = _sliding(x.shape, kernel_size, stride, padding)
+    geometry = _sliding(x.shape, kernel_size, stride, padding, ceil_mode)
     y = np.empty((*x.shape[:2], *geometry.out_hw), x.dtype)
     indices = np.empty(y.shape, np.int64)
     _max_pool_kernel(_planes(x), geometry.rows.start, geometry.rows.end, geometry.cols.start, geometry.cols.end,
@@ -218,7 +220,8 @@ def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = Fa
     return (y, indices) if return_indices else y
 
 
-def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=(0, 0)):
+def max_pool2d_backward(dy, indices, input_shape, kernel_size=None, stride=None, padding=(0, 0),
+                        ceil_mode: bool = False):
     """dx (``input_shape``) from dy and the argmax ``indices`` (N, C, Ho, Wo): each plane scatters
     dy to its winners, so the window arguments are not needed here."""
     dy = np.ascontiguousarray(dy)
@@ -248,22 +251,30 @@ def _mean_pool_backward(dy, input_shape, geometry: _Geometry, divisor: np.ndarra
     return dx
 
 
-def _avg_divisor(geometry: _Geometry, kernel_size, count_include_pad: bool) -> np.ndarray:
-    if count_include_pad:
-        return geometry.constant(kernel_size[0] * kernel_size[1])
-    return geometry.window_sizes()
+def _avg_divisor(geometry: _Geometry, input_shape, kernel_size, stride, padding, count_include_pad: bool):
+    """(Ho, Wo) float64: with ``count_include_pad`` the windows' lengths counting the padding
+    (``formulas.padded_window_length``: kh·kw but for ceil mode's partial windows), else the
+    number of real elements in each window."""
+    if not count_include_pad:
+        return geometry.window_sizes()
+    lengths = [[padded_window_length(o, size, k, s, p) for o in range(out)]
+               for size, k, s, p, out in zip(input_shape[2:], kernel_size, stride, padding, geometry.out_hw)]
+    return np.multiply.outer(*lengths).astype(np.float64)
 
 
-def avg_pool2d(x, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True):
-    """y = window mean (divisor kh·kw, or the real window size without ``count_include_pad``)."""
-    geometry = _sliding(x.shape, kernel_size, stride, padding)
-    return _mean_pool(x, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
+def avg_pool2d(x, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True, ceil_mode: bool = False):
+    """y = window mean (divisor: the window counting its padding, or its real elements without
+    ``count_include_pad``)."""
+    geometry = _sliding(x.shape, kernel_size, stride, padding, ceil_mode)
+    return _mean_pool(x, geometry, _avg_divisor(geometry, x.shape, kernel_size, stride, padding, count_include_pad))
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True):
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True,
+                        ceil_mode: bool = False):
     """dx (``input_shape``) from dy (N, C, Ho, Wo) and the forward's arguments."""
-    geometry = _sliding(input_shape, kernel_size, stride, padding)
-    return _mean_pool_backward(dy, input_shape, geometry, _avg_divisor(geometry, kernel_size, count_include_pad))
+    geometry = _sliding(input_shape, kernel_size, stride, padding, ceil_mode)
+    divisor = _avg_divisor(geometry, input_shape, kernel_size, stride, padding, count_include_pad)
+    return _mean_pool_backward(dy, input_shape, geometry, divisor)
 
 
 def _lp_divisor(geometry: _Geometry, kernel_size, mean: bool) -> np.ndarray:

@@ -10,7 +10,8 @@ results are deterministic and the max-pool gradient is summed in the CPU's order
 The windows are not tabulated as on the CPU but computed per axis from the
 geometry, ``geom = (H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, adaptive)``::
 
-    sliding:  window o reads rows [o·s − p, o·s − p + k) ∩ [0, H)
+    sliding:  window o reads rows [o·s − p, o·s − p + k) ∩ [0, H), o < Ho (formulas.pooled_size,
+              floor or ceil mode)
               row i is read by windows [⌊(i + p − k)/s⌋ + 1, ⌊(i + p)/s⌋ + 1) ∩ [0, Ho)
     adaptive: window o reads rows [⌊o·H/Ho⌋, ⌈(o + 1)·H/Ho⌉)
               row i is read by windows [⌊i·Ho/H⌋, ⌈(i + 1)·Ho/H⌉)
@@ -26,6 +27,7 @@ import numpy as np
 from numba import cuda
 
 from . import _common
+from ..formulas import padded_window_length, pooled_size
 
 
 # -- window geometry -----------------------------------------------------------------------------
@@ -60,10 +62,12 @@ def _cols(ow, geom):
 
 
 @cuda.jit(device=True)
-def _divisor(h0, h1, w0, w1, fixed_divisor):
-    """The mean's divisor: ``fixed_divisor`` (kh·kw, count_include_pad) or, when 0, the window's real size."""
-    if fixed_divisor > 0:
-        return float(fixed_divisor)
+def _divisor(oh, ow, h0, h1, w0, w1, geom, include_pad):
+    """The mean's divisor for window (oh, ow): with ``include_pad`` (1) its size counting the padding
+    (``formulas.padded_window_length``: kh·kw but for ceil mode's partial windows), else its real size."""
+    if include_pad:
+        return float(padded_window_length(oh, geom[0], geom[4], geom[6], geom[8])
+                     * padded_window_length(ow, geom[1], geom[5], geom[7], geom[9]))
     return float((h1 - h0) * (w1 - w0))
 
 
@@ -115,7 +119,7 @@ def _max_pool_backward_kernel(dy, argmax, geom, dx):
 
 
 @cuda.jit
-def _mean_pool_kernel(x, geom, fixed_divisor, y):
+def _mean_pool_kernel(x, geom, include_pad, y):
     """y[p, oh, ow] = (Σ_window x) / divisor."""
     e = cuda.grid(1)
     if e < y.size:
@@ -126,11 +130,11 @@ def _mean_pool_kernel(x, geom, fixed_divisor, y):
         for h in range(h0, h1):
             for w in range(w0, w1):
                 total += x[plane, h, w]
-        y[plane, oh, ow] = total / _divisor(h0, h1, w0, w1, fixed_divisor)
+        y[plane, oh, ow] = total / _divisor(oh, ow, h0, h1, w0, w1, geom, include_pad)
 
 
 @cuda.jit
-def _mean_pool_backward_kernel(dy, geom, fixed_divisor, dx):
+def _mean_pool_backward_kernel(dy, geom, include_pad, dx):
     """dx[p, h, w] = Σ_{windows o containing (h, w)} dy[p, o] / divisor(o)."""
     e = cuda.grid(1)
     if e < dx.size:
@@ -142,7 +146,7 @@ def _mean_pool_backward_kernel(dy, geom, fixed_divisor, dx):
             h0, h1 = _rows(oh, geom)
             for ow in range(ow0, ow1):
                 w0, w1 = _cols(ow, geom)
-                total += dy[plane, oh, ow] / _divisor(h0, h1, w0, w1, fixed_divisor)
+                total += dy[plane, oh, ow] / _divisor(oh, ow, h0, h1, w0, w1, geom, include_pad)
         dx[plane, h, w] = total
 
 
@@ -186,10 +190,10 @@ def _planes(a):
     return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
 
 
-def _sliding(input_shape, kernel_size, stride, padding) -> tuple:
+def _sliding(input_shape, kernel_size, stride, padding, ceil_mode: bool = False) -> tuple:
     height, width = input_shape[2:]
-    out_h = (height + 2 * padding[0] - kernel_size[0]) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - kernel_size[1]) // stride[1] + 1
+    out_h = pooled_size(height, kernel_size[0], stride[0], padding[0], ceil_mode)
+    out_w = pooled_size(width, kernel_size[1], stride[1], padding[1], ceil_mode)
     return (height, width, out_h, out_w, *kernel_size, *stride, *padding, 0)
 
 
@@ -203,12 +207,12 @@ def _launch(kernel, count, *args) -> None:
         kernel[_common.launch_1d(count)](*args)
 
 
-def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = False):
+def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = False, ceil_mode: bool = False):
     """y = max over each window; with ``return_indices`` also the int64 argmax.
 
     x: (N, C, H, W) device array; kernel_size, stride, padding: pairs -> y (N, C, Ho, Wo).
     """
-    geom = _sliding(x.shape, kernel_size, stride, padding)
+    geom = _sliding(x.shape, kernel_size, stride, padding, ceil_mode)
     n, c = x.shape[:2]
     y = _common.empty((n, c, geom[2], geom[3]), x.dtype)
     indices = _common.empty(y.shape, np.int64)
@@ -216,7 +220,7 @@ def max_pool2d(x, kernel_size, stride, padding=(0, 0), return_indices: bool = Fa
     return (y, indices) if return_indices else y
 
 
-def max_pool2d_backward(dy, indices, input_shape, kernel_size, stride, padding=(0, 0)):
+def max_pool2d_backward(dy, indices, input_shape, kernel_size, stride, padding=(0, 0), ceil_mode: bool = False):
     """dx (``input_shape``) from dy and the argmax ``indices`` (N, C, Ho, Wo).
 
     Unlike the CPU version this needs the window geometry: each input element gathers
@@ -224,26 +228,26 @@ def max_pool2d_backward(dy, indices, input_shape, kernel_size, stride, padding=(
     the plane matches no element, so bad indices cannot write out of bounds.
     """
     dx = _common.empty(tuple(input_shape), dy.dtype)
-    geom = _sliding(input_shape, kernel_size, stride, padding)
+    geom = _sliding(input_shape, kernel_size, stride, padding, ceil_mode)
     _launch(_max_pool_backward_kernel, dx.size, _planes(dy), _planes(indices), geom, _planes(dx))
     return dx
 
 
-def avg_pool2d(x, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True):
-    """y = window mean (divisor kh·kw, or the real window size without ``count_include_pad``)."""
-    geom = _sliding(x.shape, kernel_size, stride, padding)
+def avg_pool2d(x, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True, ceil_mode: bool = False):
+    """y = window mean (divisor: the window counting its padding, or its real size without
+    ``count_include_pad``)."""
+    geom = _sliding(x.shape, kernel_size, stride, padding, ceil_mode)
     y = _common.empty((*x.shape[:2], geom[2], geom[3]), x.dtype)
-    fixed = kernel_size[0] * kernel_size[1] if count_include_pad else 0
-    _launch(_mean_pool_kernel, y.size, _planes(x), geom, fixed, _planes(y))
+    _launch(_mean_pool_kernel, y.size, _planes(x), geom, int(bool(count_include_pad)), _planes(y))
     return y
 
 
-def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True):
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride, padding=(0, 0), count_include_pad: bool = True,
+                        ceil_mode: bool = False):
     """dx (``input_shape``) from dy (N, C, Ho, Wo) and the forward's arguments."""
     dx = _common.empty(tuple(input_shape), dy.dtype)
-    fixed = kernel_size[0] * kernel_size[1] if count_include_pad else 0
-    _launch(_mean_pool_backward_kernel, dx.size, _planes(dy), _sliding(input_shape, kernel_size, stride, padding),
-            fixed, _planes(dx))
+    geom = _sliding(input_shape, kernel_size, stride, padding, ceil_mode)
+    _launch(_mean_pool_backward_kernel, dx.size, _planes(dy), geom, int(bool(count_include_pad)), _planes(dx))
     return dx
 
 
