@@ -36,8 +36,10 @@ c.Execute.startup_timeout = 120
 c.OverwriteCells.add_missing_cells = True
 
 # Hand-ins collected outside JupyterHub (Colab downloads, an LMS): `nbgrader zip_collect <assignment>`
-# takes downloaded/<assignment>/archive/<student id>_<assignment>.ipynb (or .zip files of them).
-c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9]+)_(?P<file_id>a\d+_\w+)\.ipynb$"
+# takes downloaded/<assignment>/archive/<student id>_<assignment>.ipynb (or .zip files of them), also
+# as browsers and Colab rename them: "<id>_<assignment> (1).ipynb", "<id>_Copy of <assignment>.ipynb".
+c.FileNameCollectorPlugin.named_regexp = (r".*/(?:Copy of )?(?P<student_id>[A-Za-z0-9]+)_(?:Copy of )?"
+                                          r"(?P<file_id>a\d+_\w*[A-Za-z0-9])(?: ?\(\d+\))?\.ipynb$")
 
 
 # Autograde, in two passes (lib/numbanet/grading/preprocessors.py; "Security" in solutions/README.md).

@@ -407,6 +407,15 @@ class PipelineTests:
             assert score == (0 if name in fails else solution[name]), name
         assert "off limits" in graded["feedback"]["borrower"].read_text()
 
+    def test_random_hidden_cases_are_seeded_per_student(self, graded):
+        """Hidden tests with random configurations (grading.student_rng) draw other shapes for each
+        student: the seed printed in the feedback differs between students."""
+        seeds = {student: set(re.findall(r"student seed (\d+)", path.read_text()))
+                 for student, path in graded["feedback"].items()}
+        if not any(seeds.values()):
+            pytest.skip("no random hidden cases in this assignment")
+        assert len({frozenset(s) for s in seeds.values() if s}) > 1, seeds
+
     def test_patched_comparisons_gain_nothing(self, graded):
         assert graded["scores"]["cheat"] <= graded["scores"]["partial"]
         for name, score in graded["cells"]["cheat"].items():

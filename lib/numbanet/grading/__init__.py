@@ -14,10 +14,10 @@ How a verdict is reached, and why:
 
 1. Test inputs are *recipes* (:func:`randn`, :func:`array`): a seed and a shape, or literal
    numbers, which any process can build.
-2. In the notebook's kernel the student's function runs on copies of the inputs, with
-   numbanet's own convolution and pooling kernels switched off (a graded function that calls
-   ``F.conv2d`` gets a clear error instead of the reference answer) and its warnings collected
-   (nbgrader gives 0 points to any test cell that writes to stderr).
+2. In the notebook's kernel the student's function runs on copies of the inputs, under the call
+   guard of :mod:`numbanet.grading.offlimits` (a graded function that calls ``F.conv2d`` gets a
+   clear error instead of the reference answer) with its warnings and stderr collected (nbgrader
+   gives 0 points to any test cell that writes to stderr).
 3. Autograde (``NUMBANET_GRADING_OUTBOX`` set, the kernel in the sandbox of
    :mod:`numbanet.grading.sandbox`): the outputs go to the outbox as plain arrays and literals,
    and that is all the kernel contributes.  After the notebook, the grader's own process
@@ -56,7 +56,7 @@ offlimits = _importlib.reload(offlimits)
 capstone = _importlib.reload(capstone)
 OffLimitsError = offlimits.OffLimitsError
 
-__all__ = ["check", "randn", "array", "OffLimitsError", "capstone"]
+__all__ = ["check", "randn", "array", "student_seed", "student_rng", "parallel_loops", "OffLimitsError", "capstone"]
 
 # Set by autograde in the sandboxed kernel: check() writes the student's results there, and the grader
 # computes the verdict outside (numbanet.grading.preprocessors.SandboxedExecute).
@@ -92,6 +92,44 @@ def randn(*shape: int, dtype: str = "float64", seed: int | None = None) -> _Reci
     if seed is None:
         seed = zlib.crc32(f"{shape} {dtype} {_recipes_made}".encode())
     return _Recipe(("randn", int(seed), tuple(int(n) for n in shape), str(dtype)))
+
+
+STUDENT_VARIABLE = "NUMBANET_GRADING_STUDENT"   # set by autograde for the kernel and the verdict process
+
+
+def student_seed(default: int = 0) -> int:
+    """A seed of this student's own, for hidden tests with random configurations (shapes, strides):
+    the CRC-32 of the student id when ``nbgrader autograde`` runs the notebook (it sets
+    ``NUMBANET_GRADING_STUDENT`` for the sandboxed kernel and for the verdict process, which must
+    draw the same cases), else ``default``.  Answers tuned to the fixed cases then meet shapes no
+    one has seen; the seed is printed with the test, so a case can be rerun."""
+    import os
+    student = os.environ.get(STUDENT_VARIABLE, "")
+    return zlib.crc32(student.encode()) if student else default
+
+
+def student_rng(salt: str = ""):
+    """``np.random.default_rng`` seeded by :func:`student_seed` and ``salt`` (one stream per test)."""
+    import numpy as np
+    return np.random.default_rng([student_seed(), zlib.crc32(salt.encode())])
+
+
+def parallel_loops(fn, *args) -> int:
+    """How many parallel loops Numba made of ``fn``: 0 unless it is compiled by
+    ``@njit(parallel=True)`` and has a ``prange`` loop (or array expressions Numba parallelises).
+
+    Calls ``fn(*args)`` first, so that it is compiled for these arguments; a3 checks with it that
+    a "parallel" kernel is one (``range`` instead of ``prange``, or a plain Python function, give 0).
+    """
+    fn(*args)
+    if not getattr(fn, "targetoptions", {}).get("parallel"):
+        return 0
+    loops = 0
+    for signature in getattr(fn, "signatures", ()):
+        diagnostics = fn.get_metadata(signature).get("parfor_diagnostics")
+        if diagnostics is not None and getattr(diagnostics, "_has_setup", False):
+            loops = max(loops, len(diagnostics.initial_parfors))
+    return loops
 
 
 def array(values, dtype: str = "float64") -> _Recipe:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from .offlimits import forbidden_code, resolve
 
-__all__ = ["BorrowedModelError", "own_model", "run", "output_names"]
+__all__ = ["BorrowedModelError", "own_model", "run", "parameter_layout", "output_names", "buffer_names"]
 
 
 class BorrowedModelError(AssertionError):
@@ -75,7 +75,7 @@ def own_model(model, off_limits: tuple = ()):
         cls = type(module)
         for klass in cls.__mro__:
             if str(getattr(klass, "__module__", "")).startswith("numbanet.models") or klass in banned:
-                raise BorrowedModelError(_borrowed(path, cls, f"{klass.__module__}.{klass.__qualname__}"))
+                raise BorrowedModelError(_borrowed(path, cls, f"numbanet's {klass.__module__}.{klass.__qualname__}"))
             for attr, value in vars(klass).items():
                 code = getattr(getattr(value, "__func__", value), "__code__", None)
                 if code is not None and describe(code):
@@ -88,7 +88,7 @@ def own_model(model, off_limits: tuple = ()):
 
 
 def _borrowed(path: str, cls: type, what: str) -> str:
-    return (f"{path} ({cls.__name__}) uses numbanet's {what}: the capstone asks for your own modules, "
+    return (f"{path} ({cls.__name__}) uses {what}: the capstone asks for your own modules, "
             "built from nn layers (nn.Conv2d, nn.Sequential, ...)")
 
 
@@ -129,14 +129,16 @@ def _check_layout(model, expected: list) -> None:
     raise AssertionError(f"expected {len(expected)} parameter tensors, got {len(got)}")
 
 
-def run(model, harness: str, x, dout, weights, *, expected_parameters: list, off_limits: tuple = ()):
+def run(model, harness: str, *args, expected_parameters: list, off_limits: tuple = ()):
     """The test harness on the student's model: :func:`own_model`, the parameter layout against
     ``expected_parameters`` (the reference model's ``(name, shape)`` pairs), then ``harness`` (the
-    source of ``lambda module, x, dout, weights: ...``, the same text the reference runs)."""
+    source of ``lambda module, *args: ...``, the same text the reference process runs on numbanet's
+    model; evaluated with ``np`` and ``nb`` defined, as there)."""
     import numpy as np
+    import numbanet as nb
     own_model(model, off_limits)
     _check_layout(model, expected_parameters)
-    return eval(harness, {"np": np})(model, x, dout, weights)  # noqa: S307 - the locked test cell's text
+    return eval(harness, {"np": np, "nb": nb})(model, *args)  # noqa: S307 - the locked test cell's text
 
 
 def parameter_layout(model) -> list:
@@ -148,11 +150,24 @@ def output_names(build_student, reference, first=("y",)) -> tuple:
     """Names of the harness outputs: ``first`` then ``"dx"`` and ``"d<parameter name>"`` of the
     student's model (``build_student()``), or of ``reference`` if the student's cannot be built
     or has another number of parameters (the test then reports why)."""
-    names = [name for name, _ in _named_parameters(reference)]
+    return (*first, "dx", *(f"d{name}" for name in _student_names(build_student, reference, "named_parameters")))
+
+
+def buffer_names(build_student, reference) -> tuple:
+    """The student's buffer names (``bn1.running_mean``, ...), or the reference's (as :func:`output_names`)."""
+    return tuple(_student_names(build_student, reference, "named_buffers"))
+
+
+def _student_names(build_student, reference, method: str) -> list:
+    import contextlib
+    import io
+    import warnings
+    names = [name for name, _ in getattr(_module_class(), method)(reference)]
     try:
-        mine = [name for name, _ in _named_parameters(build_student())]
+        # outside the graded call: whatever the student's constructor prints must not reach stderr
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            mine = [name for name, _ in getattr(_module_class(), method)(build_student())]
     except Exception:  # noqa: BLE001 - the graded call reports the student's error
         mine = names
-    if len(mine) != len(names):
-        mine = names
-    return (*first, "dx", *(f"d{name}" for name in mine))
+    return mine if len(mine) == len(names) else names

@@ -72,7 +72,7 @@ def forbidden_code(scope: str, off_limits: tuple = ()):
             path = real_paths[filename] = os.path.realpath(filename) if os.path.isabs(filename) else filename
         if path.startswith(folder) and not path.startswith(allowed):
             module = os.path.relpath(path, os.path.dirname(package))[:-3].replace(os.sep, ".")
-            return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
+            return f"numbanet's {module}.{getattr(code, 'co_qualname', code.co_name)}"
         return ""
 
     return describe
@@ -93,9 +93,15 @@ def _codes_of(obj):
         for attr, value in vars(obj).items():
             value = getattr(value, "__func__", value)   # staticmethod / classmethod
             if hasattr(value, "__code__"):
-                yield value.__code__, f"{obj.__module__}.{obj.__qualname__}.{attr}"
+                yield value.__code__, f"{_owner(obj)}{obj.__qualname__}.{attr}"
     elif hasattr(obj, "__code__"):
-        yield obj.__code__, f"{obj.__module__}.{obj.__qualname__}"
+        yield obj.__code__, f"{_owner(obj)}{obj.__qualname__}"
+
+
+def _owner(obj) -> str:
+    """"numbanet's numbanet.container." for numbanet's objects, "" for the notebook's own."""
+    module = getattr(obj, "__module__", "") or ""
+    return f"numbanet's {module}." if module.startswith("numbanet") else ""
 
 
 # calls that reach or remove the hook (threading's are Python functions: their code is checked too)
@@ -122,9 +128,9 @@ class OffLimits:
                 what = verdicts.get(code)
                 if what is None:
                     what = verdicts[code] = describe(code) or (
-                        "threading's profile hook" if code in _SWITCH_CODES else "")
+                        "threading's profile hook functions" if code in _SWITCH_CODES else "")
                 if what:
-                    violations.append(f"your code called numbanet's {what}")
+                    violations.append(f"your code called {what}")
                     raise OffLimitsError(_message(what))
             elif event == "c_call" and arg in _SWITCHES and frame.f_code is not _EXIT_CODE:
                 violations.append(f"your code called {arg.__module__}.{arg.__name__} while it was graded")
@@ -149,5 +155,5 @@ _EXIT_CODE = OffLimits.__exit__.__code__   # where the hook itself is switched o
 
 
 def _message(what: str) -> str:
-    return (f"your function called numbanet's own {what}, which is off limits while it is graded: "
+    return (f"your function called {what}, which is off limits while it is graded: "
             "write the computation yourself")

@@ -53,7 +53,7 @@ except ImportError as missing:  # students' installs have no nbgrader: only inst
     raise ImportError(f"numbanet.grading.preprocessors is instructor tooling and needs nbgrader "
                       f"({missing}): pip install 'numbanet[course]'") from missing
 
-from . import OUTBOX_VARIABLE
+from . import OUTBOX_VARIABLE, STUDENT_VARIABLE
 from .integrity import REPORT_NAME, feedback_markdown, neutralise, report_entries, scan_notebook
 from .sandbox import Sandbox, SandboxedKernelManager, seed_numba_cache
 
@@ -366,6 +366,8 @@ class SandboxedExecute(ResilientExecute):
         self._results = tempfile.mkdtemp(prefix="numbanet-results-")
         try:
             submission = (resources or {}).get("metadata", {}).get("path") or os.getcwd()
+            # the kernel and the verdict process draw the same per-student random cases (grading.student_seed)
+            self._student = str((resources or {}).get("nbgrader", {}).get("student") or "")
             shutil.copytree(submission, os.path.join(self._folder, "work", "cwd"),
                             ignore=shutil.ignore_patterns(REPORT_NAME, "*.ipynb"))
             os.makedirs(os.path.join(self._folder, "outbox"))
@@ -382,6 +384,7 @@ class SandboxedExecute(ResilientExecute):
         self.km = SandboxedKernelManager(kernel_name=kernel_name, config=self.config, parent=self,
                                          sandbox=self._sandbox, folder=self._folder, hidden=self._hidden(),
                                          kernel_env={OUTBOX_VARIABLE: os.path.join(self._folder, "outbox"),
+                                                     STUDENT_VARIABLE: self._student,
                                                      "NUMBA_CACHE_DIR": os.path.join(self._folder, "work", "numba-cache")})
         return self.km
 
@@ -418,6 +421,7 @@ class SandboxedExecute(ResilientExecute):
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {key: os.environ[key] for key in ("PATH", "HOME", "TMPDIR", "LANG") if key in os.environ}
         env.update(NUMBA_DISABLE_JIT="1", OMP_NUM_THREADS="1", LC_ALL="C.UTF-8", NBGRADER_EXECUTION="autograde")
+        env[STUDENT_VARIABLE] = self._student
         done = subprocess.run([sys.executable, "-I", os.path.join(package, "grading", "verdict.py"), "notebook",
                                self._results, os.path.dirname(package)], env=env, cwd=self._results,
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=self.verdict_timeout)
