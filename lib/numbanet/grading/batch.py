@@ -4,6 +4,7 @@ Run from the course root (the folder with ``nbgrader_config.py``).  Each submiss
 ``submitted/<student>/<ASSIGNMENT>/`` is graded by its own ``nbgrader autograde ASSIGNMENT --student
 <student>`` process, ``--jobs`` of them at a time (default: one per core), each kernel with one
 compute thread (``NUMBA_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``: the parallelism is across students).
+numbanet's kernels are compiled once beforehand (:mod:`numbanet.grading.warmup`), not by every process.
 
 Why separate processes on one SQLite gradebook, and not per-student gradebooks merged afterwards:
 nbgrader's own command does the grading, unchanged, and its gradebook stays the one the formgrader
@@ -67,7 +68,9 @@ def main(argv=None) -> int:
         with sqlite3.connect("gradebook.db") as db:
             db.execute("PRAGMA journal_mode=WAL")
     start = time.perf_counter()
-    results = grade(args.assignment, students, args.jobs, args.retries, extra)
+    # numbanet's kernels compiled once here, not by every submission's process (grading/warmup.py)
+    subprocess.run([sys.executable, "-m", "numbanet.grading.warmup"], check=True)
+    results = grade(args.assignment, students, args.jobs, args.retries, ["--SandboxedExecute.warm_up=False", *extra])
     wall = time.perf_counter() - start
     for student, (seconds, attempts, ok) in results.items():
         print(f"{student:>24}  {seconds:7.1f} s  {'ok' if ok else 'FAILED'}" + (f"  ({attempts} attempts)" if attempts > 1 else ""))

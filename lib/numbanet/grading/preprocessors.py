@@ -358,10 +358,14 @@ class SandboxedExecute(ResilientExecute):
     """
 
     verdict_timeout = Integer(900, help="Seconds the verdict process may take for one notebook.").tag(config=True)
+    warm_up = Bool(True, help="Compile numbanet's kernels into its cache before the first kernel of this "
+                              "process starts (numbanet.grading.warmup): sandboxed kernels only read a copy "
+                              "of that cache.").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         sandbox = Sandbox(parent=self)
         self._sandbox = sandbox if sandbox.check() else None
+        _warm_numba_cache(self.warm_up, self.log)
         self._folder = tempfile.mkdtemp(prefix="numbanet-kernel-")
         self._results = tempfile.mkdtemp(prefix="numbanet-results-")
         try:
@@ -443,6 +447,19 @@ class SandboxedExecute(ResilientExecute):
             if not verdict["passed"]:
                 outputs.append(_error_output("AssertionError", verdict["summary"]))
             cell.outputs = outputs
+
+
+_warmed = False   # numbanet.grading.warmup has run in this process
+
+
+def _warm_numba_cache(wanted: bool, log) -> None:
+    global _warmed
+    if wanted and not _warmed:
+        done = subprocess.run([sys.executable, "-m", "numbanet.grading.warmup"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=3600)
+        for line in (done.stderr or "").splitlines()[-5:]:
+            log.warning("%s", line)
+        _warmed = True
 
 
 _MAX_RESULT_FILE = 512 << 20   # bytes: a larger results file from the kernel is not taken (its check fails)
