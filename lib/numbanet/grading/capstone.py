@@ -22,7 +22,7 @@ anything runs (:func:`run`), instead of a reshape error deep inside the harness.
 """
 from __future__ import annotations
 
-from .offlimits import forbidden_code, resolve
+from .offlimits import forbidden_code, function_of, resolve
 
 __all__ = ["BorrowedModelError", "own_model", "run", "parameter_layout", "output_names", "buffer_names"]
 
@@ -77,11 +77,11 @@ def own_model(model, off_limits: tuple = ()):
             if str(getattr(klass, "__module__", "")).startswith("numbanet.models") or klass in banned:
                 raise BorrowedModelError(_borrowed(path, cls, f"numbanet's {klass.__module__}.{klass.__qualname__}"))
             for attr, value in vars(klass).items():
-                code = getattr(getattr(value, "__func__", value), "__code__", None)
+                code = getattr(function_of(value), "__code__", None)
                 if code is not None and describe(code):
                     raise BorrowedModelError(_borrowed(path, cls, describe(code)))
         for attr, value in object.__getattribute__(module, "__dict__").items():
-            code = getattr(getattr(value, "__func__", value), "__code__", None)
+            code = getattr(function_of(value), "__code__", None)
             if code is not None and describe(code):
                 raise BorrowedModelError(_borrowed(path, cls, describe(code)))
     return model

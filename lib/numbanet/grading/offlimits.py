@@ -29,6 +29,7 @@ Two scopes (:func:`forbidden_code`):
 """
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import threading
@@ -91,17 +92,24 @@ def _codes_of(obj):
     """(code, name) of a function, or of every function defined in a class's own namespace."""
     if isinstance(obj, type):
         for attr, value in vars(obj).items():
-            value = getattr(value, "__func__", value)   # staticmethod / classmethod
+            value = function_of(value)
             if hasattr(value, "__code__"):
                 yield value.__code__, f"{_owner(obj)}{obj.__qualname__}.{attr}"
-    elif hasattr(obj, "__code__"):
-        yield obj.__code__, f"{_owner(obj)}{obj.__qualname__}"
+    elif hasattr(function_of(obj), "__code__"):
+        yield function_of(obj).__code__, f"{_owner(obj)}{obj.__qualname__}"
 
 
 def _owner(obj) -> str:
     """"numbanet's numbanet.container." for numbanet's objects, "" for the notebook's own."""
     module = getattr(obj, "__module__", "") or ""
     return f"numbanet's {module}." if module.startswith("numbanet") else ""
+
+
+def function_of(value):
+    """The function behind a staticmethod/classmethod and behind numbanet's wrappers: every
+    Module subclass's forward/backward is wrapped (``numbanet.caching``), and all wrappers
+    share one code object, so the code to compare is the wrapped function's."""
+    return inspect.unwrap(getattr(value, "__func__", value))
 
 
 # calls that reach or remove the hook (threading's are Python functions: their code is checked too)
