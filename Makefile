@@ -103,8 +103,10 @@ exercises: install-test
 # numbanet vs PyTorch on this machine (minutes; results and plots go to bench/out/, which
 # the "Making it fast" chapter shows).  Run it on an otherwise idle machine.
 bench: install-test
-	$(PY) bench/conv_cpu.py --json bench/out/conv_cpu_run1.json
+	for i in 1 2 3; do $(PY) bench/conv_cpu.py --json bench/out/conv_cpu_run$$i.json || exit 1; \
+	    NUMBANET_BLAS=openblas $(PY) bench/conv_cpu.py --json bench/out/conv_cpu_openblas_run$$i.json || exit 1; done
 	$(PY) bench/train_step.py --json bench/out/train_step.json
+	NUMBANET_BLAS=openblas $(PY) bench/train_step.py --json bench/out/train_step_openblas.json
 	$(PY) bench/startup.py --json bench/out/startup.json
 	$(PY) bench/scaling.py --out bench/out
 
