@@ -146,11 +146,11 @@ def gemm(a, b, out, beta=0.0):
         raise ValueError("gemm: shapes do not agree: a (M, K) @ b (K, N) -> out (M, N)")
     if m == 0 or n == 0:
         return
-    if k == 0:
-        if beta == 0.0:
-            out[:, :] = 0
-        else:
-            out[:, :] *= beta
+    if k == 0:  # loops, not out[:, :] = ...: a broadcasting store compiles a costly shape-error path
+        for i in range(m):
+            row = out[i]
+            for j in range(n):
+                row[j] = 0.0 if beta == 0.0 else row[j] * beta
         return
     if n > 1 and out.strides[1] != out.itemsize:
         raise ValueError("gemm: out must be row-major")

@@ -230,7 +230,7 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
     for c in range(channels):
         for n in range(n0, n1):
             if sw == 1:
-                source = x[n, c].reshape((1, height, width))
+                source = x[n, c:c + 1]
             else:
                 _phase_split(x[n, c], sw, phases)
                 source = phases
