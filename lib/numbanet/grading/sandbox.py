@@ -113,12 +113,14 @@ class Sandbox(LoggingConfigurable):
             if os.path.exists(os.path.join("/etc", name)):
                 args += _parents(os.path.join("/etc", name), made)
                 args += ["--ro-bind", os.path.join("/etc", name), os.path.join("/etc", name)]
-        for path in binds:
-            args += _parents(path, made) + ["--ro-bind", path, path]
         home = "/tmp/home"
         args += ["--dev", "/dev", "--proc", "/proc", "--size", str(self.tmp_size), "--perms", "1777",
                  "--tmpfs", "/tmp", "--perms", "1777", "--dir", home, "--size", str(self.tmp_size),
                  "--perms", "1777", "--tmpfs", "/dev/shm"]
+        made.update(("/tmp", "/dev", "/dev/shm"))
+        # after the private /tmp: an environment that lives under /tmp (a CI clone) stays visible
+        for path in binds:
+            args += _parents(path, made) + ["--ro-bind", path, path]
         for folder in writable:
             args += _parents(folder, made) + ["--bind", folder, folder]
         args += ["--chdir", cwd]
