@@ -41,6 +41,30 @@ def test_train_writes_checkpoint_history_and_plot(tmp_path):
     assert 0 <= metadata["test_accuracy"] <= 1
 
 
+def test_a_run_stopped_early_keeps_its_finished_epochs(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in epoch 2 of 3: exit status 130, and model.npz / history.json hold epoch 1."""
+    from numbanet import train as train_module
+    real_epoch, calls = train_module._train_epoch, []
+
+    def stop_in_epoch_two(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(train_module, "_train_epoch", stop_in_epoch_two)
+    out = tmp_path / "run"
+    status = main(["train", "lenet5", "--data", "digits", "--epochs", "3", "--limit", "100", "--quiet",
+                   "--out", str(out)])
+    assert status == 130 and "interrupted" in capsys.readouterr().err
+    history = json.loads((out / "history.json").read_text())
+    metadata = json.loads(str(np.load(out / "model.npz")["__numbanet__"]))["metadata"]
+    assert history["epoch"] == [1] and metadata["epochs"] == 1 and metadata["command"]["epochs"] == 3
+    assert metadata["test_accuracy"] == history["val_accuracy"][0]
+    assert metadata["train_seconds"] == pytest.approx(history["time"][0])
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "history.png", "model.npz"]   # no temporaries
+
+
 @pytest.mark.skipif(not Path(FASHION_MNIST_DEBIAN_DIR).is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
 def test_train_on_the_real_fashion_mnist_offline(tmp_path):

@@ -91,6 +91,35 @@ def test_state_dict_names_and_counts_are_torchvisions():
     assert models.alexnet(variant="torchvision").num_parameters() == 61_100_840
 
 
+def _torchvision():
+    """torchvision's own package, or a skip that says why (the project installs torch only; torchvision's
+    PyPI wheels are built against the CUDA torch and fail to import beside the CPU one)."""
+    try:
+        import torchvision
+    except ImportError:
+        pytest.skip("torchvision is not installed (the test extra has torch only)")
+    except RuntimeError as error:    # e.g. "operator torchvision::nms does not exist": a build for another torch
+        pytest.skip(f"torchvision does not match the installed torch: {error}")
+    return torchvision
+
+
+def test_torchvision_resnet18_state_dict_loads_exactly():
+    """torchvision's own resnet18 (random weights, no download): every name of its state_dict maps to
+    numbanet's resnet18, every array is copied unchanged, and the float64 logits agree."""
+    torchvision = _torchvision()
+    theirs = ref.randomize(torchvision.models.resnet18(weights=None).double(), seed=11).eval()
+    state = theirs.state_dict()
+    ours = models.from_torch(models.resnet18(dtype=np.float64), state).eval()
+    exported = models.to_torch_state_dict(ours)
+    assert set(exported) == set(state)
+    for name, value in state.items():
+        assert np.array_equal(exported[name], value.numpy()), name
+    x = np.random.default_rng(5).standard_normal((2, 3, 64, 64))
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x))
+    assert _rel(ours(x), expected) <= TOLERANCE[np.dtype(np.float64)]
+
+
 def test_torch_names_per_family():
     names = models.torch_name_map(models.googlenet(variant="torchvision", width=1 / 16))
     assert names["inception3a.0.conv.weight"] == "inception3a.branch1.conv.weight"

@@ -52,6 +52,24 @@ def test_fit_is_reproducible(digits):
         assert np.array_equal(a, b)
 
 
+def test_fit_calls_on_epoch_end_after_every_epoch_with_the_history_so_far(digits):
+    train, test = digits
+    model = small_net()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = optim.StepLR(opt, step_size=1, gamma=0.5)
+    seen = []
+
+    def record(history):   # a snapshot: the epochs so far, the weights and the lr the scheduler has set
+        seen.append((list(history.epoch), model.state_dict()["0.weight"].copy(), opt.lr))
+
+    history = fit(model, nn.CrossEntropyLoss(), opt, DataLoader(train, 32, shuffle=True), DataLoader(test, 64),
+                  epochs=3, scheduler=sched, quiet=True, on_epoch_end=record)
+    assert [epochs for epochs, _, _ in seen] == [[1], [1, 2], [1, 2, 3]] and history.epoch == [1, 2, 3]
+    assert not np.array_equal(seen[0][1], seen[1][1])                  # called between epochs, not at the end
+    assert np.array_equal(seen[-1][1], model.state_dict()["0.weight"])
+    assert [lr for _, _, lr in seen] == [0.05, 0.025, 0.0125]           # after the scheduler's step
+
+
 def test_fit_shows_progress_bars(digits, capsys):
     run(digits, epochs=1, quiet=False)
     err = capsys.readouterr().err

@@ -9,10 +9,11 @@ Fashion-MNIST is read from Debian's package when it is installed
 ``train`` builds the model for the data (num_classes and in_channels from the
 data set, ``input_size`` for models that take one, ``small_input`` on for images of
 at most 64 px), trains it with progress bars, evaluates it on the test set every
-epoch and writes into --out:
+epoch and writes into --out, after every epoch (a run stopped early keeps its finished epochs):
 
     model.npz      the checkpoint (nb.load; its metadata holds the model name and the
-                   constructor arguments, so get_model(**...) rebuilds the architecture)
+                   constructor arguments, so get_model(**...) rebuilds the architecture, and
+                   the number of epochs it has finished)
     history.json   per-epoch losses, accuracies, learning rates and times
     history.png    the loss and accuracy curves
 
@@ -25,7 +26,6 @@ import argparse
 import ast
 import inspect
 import sys
-import time
 from pathlib import Path
 
 from . import data
@@ -35,7 +35,7 @@ from .data import DataLoader, DownloadError, RandomCrop, RandomHorizontalFlip
 from .loss import CrossEntropyLoss
 from .random import manual_seed
 from .summary import summary
-from .train import check_device, evaluate, fit, predict
+from .train import check_device, fit, predict
 
 NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32}
 LOADERS = {"mnist": data.load_mnist, "fashion-mnist": data.load_fashion_mnist,
@@ -211,20 +211,22 @@ def run_train(args, size, train, test, kwargs, model, optimizer) -> None:
     train_loader = DataLoader(train, args.batch_size, shuffle=True, drop_last=len(train) >= args.batch_size,
                               seed=args.seed, transform=_augmentation(args, size))
     test_loader = DataLoader(test, 256)
-    start = time.perf_counter()
-    history = fit(model, loss_fn, optimizer, train_loader, test_loader, epochs=args.epochs,
-                  scheduler=_scheduler(args, optimizer), device=args.device, quiet=args.quiet)
-    seconds = time.perf_counter() - start
-    test_loss, test_accuracy = evaluate(model, test_loader)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    save(model, out / "model.npz", optimizer, model=args.model, model_kwargs=kwargs, data=args.data, size=size,
-         epochs=args.epochs, test_loss=test_loss, test_accuracy=test_accuracy, train_seconds=seconds,
-         command=settings)
-    history.save(out / "history.json")
-    history.plot().savefig(out / "history.png", dpi=120)
+
+    def save_run(history) -> None:
+        # after every epoch, so that a run stopped early leaves its last finished epoch (save is atomic)
+        save(model, out / "model.npz", optimizer, model=args.model, model_kwargs=kwargs, data=args.data,
+             size=size, epochs=len(history), test_loss=history.val_loss[-1],
+             test_accuracy=history.val_accuracy[-1], train_seconds=sum(history.time), command=settings)
+        history.save(out / "history.json")
+        history.plot().savefig(out / "history.png", dpi=120)
+
+    history = fit(model, loss_fn, optimizer, train_loader, test_loader, epochs=args.epochs,
+                  scheduler=_scheduler(args, optimizer), device=args.device, quiet=args.quiet,
+                  on_epoch_end=save_run)
     print(f"{args.model} on {args.data} ({size} px, {len(train)} training images): test accuracy "
-          f"{test_accuracy:.4f}, loss {test_loss:.4f} after {args.epochs} epoch(s) in {seconds:.1f} s; "
-          f"wrote {out}/model.npz, history.json, history.png")
+          f"{history.val_accuracy[-1]:.4f}, loss {history.val_loss[-1]:.4f} after {args.epochs} epoch(s) in "
+          f"{sum(history.time):.1f} s; wrote {out}/model.npz, history.json, history.png")
 
 
 def summary_table(args):

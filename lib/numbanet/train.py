@@ -167,7 +167,7 @@ def _train_epoch(model, loss_fn, optimizer, loader, bar) -> tuple[float, float]:
 
 
 def fit(model: Module, loss_fn, optimizer, train_loader, val_loader=None, epochs: int = 1, scheduler=None,
-        device: str = "cpu", quiet: bool = False) -> History:
+        device: str = "cpu", quiet: bool = False, on_epoch_end=None) -> History:
     """Train ``model`` for ``epochs`` epochs; return the ``History``.
 
     Args:
@@ -180,6 +180,8 @@ def fit(model: Module, loss_fn, optimizer, train_loader, val_loader=None, epochs
         device: "cpu" or "cuda"; the model is moved there (``model.to(device)``) and every
             batch is copied to it; only the loss scalar and the logits for the accuracy come back.
         quiet: no progress bars.
+        on_epoch_end: called as ``on_epoch_end(history)`` after every epoch (after the scheduler's
+            step), e.g. to save a checkpoint so that an interrupted run keeps its finished epochs.
 
     The recorded training loss is what ``loss_fn`` returns (for ``GoogLeNetLoss`` the total with
     the auxiliary terms); the validation loss is ``loss_fn`` on the eval-mode output (main only).
@@ -203,6 +205,8 @@ def fit(model: Module, loss_fn, optimizer, train_loader, val_loader=None, epochs
             scheduler.step()
         history.append(epoch=epoch, train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss,
                        val_accuracy=val_accuracy, lr=lr, time=time.perf_counter() - start)
+        if on_epoch_end is not None:
+            on_epoch_end(history)
     return history
 
 
