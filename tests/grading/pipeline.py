@@ -13,9 +13,12 @@ students through nbgrader's Python API, and read their scores from the gradebook
   grading helper's ``check``) always succeed: no more than ``partial`` scores honestly;
 * ``tampered``  — ``partial`` with one failing test cell emptied and another deleted: graded
   by the original tests (restored from the gradebook), so exactly the ``partial`` score;
-* ``borrower``  — (assignments with a :class:`Borrower`) the solutions with some graded pieces
-  replaced by numbanet's own (an alias of the model zoo, ``F.conv2d`` after reloading its kernels,
-  ``nn.Conv2d(...).num_parameters()``): those pieces' test cells get 0, the others full marks.
+* ``borrower``  — (assignments with a ``borrower``, a :class:`Substitute`) the solutions with some
+  graded pieces replaced by numbanet's own (an alias of the model zoo, ``F.conv2d`` after reloading
+  its kernels, ``nn.Conv2d(...).num_parameters()``): those pieces' test cells get 0, the others full marks;
+* the assignment's ``wrong_answers`` (a :class:`Substitute` each) — the solutions with a wrong
+  implementation that gives the right values on the fixed cases (a racing scatter, a kernel whose
+  thread 0 does all the work): the hidden tests written for it get 0, the others full marks.
 
 Every student's notebook also goes through the integrity scan: ``cheat`` must be flagged, the
 others not.  One assignment's class mixes in :class:`AttackChecks`, which adds a student per
@@ -73,15 +76,28 @@ class Bug(NamedTuple):
         assert changed != body, f"the bug {self.pattern!r} -> {self.replacement!r} changes nothing in {self.cell}"
         return head + "### BEGIN SOLUTION" + changed
 
-class Borrower(NamedTuple):
-    """A student who hands in numbanet's version of graded pieces instead of their own.
+class Substitute(NamedTuple):
+    """A student who hands in other code for some graded pieces: numbanet's own version (the
+    ``borrower``) or a wrong implementation (``wrong_answers``).
 
     ``code``: grade_id of a solution cell -> code appended to it (rebinding names the cell
-    defined); ``fails``: the test cells that must get 0 (``"all"``: every one); every other test
-    cell must keep the solution's points.
+    defined); ``fails``: the test cells that must get 0 (``"all"``: every one); ``unsure``: test
+    cells whose points are not checked, beyond not exceeding the solution's (a race that the
+    visible tests see only on some runs); every other test cell must keep the solution's points.
     """
     code: dict
     fails: tuple | str
+    unsure: tuple = ()
+
+    def check_scores(self, graded: dict, student: str) -> None:
+        cells, solution = graded["cells"][student], graded["cells"]["solution"]
+        fails = set(cells) if self.fails == "all" else set(self.fails)
+        assert fails | set(self.unsure) <= set(cells), fails | set(self.unsure) - set(cells)
+        for name, score in cells.items():
+            if name in self.unsure:
+                assert score <= solution[name], (student, name)
+            else:
+                assert score == (0 if name in fails else solution[name]), (student, name, score)
 
 CHEAT = """import numpy as np, numpy.testing, numbanet.grading
 np.allclose = lambda *args, **kwargs: True
@@ -227,7 +243,7 @@ def body_only(source: str) -> str:
 
 
 def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bug: Bug,
-               borrower: Borrower | None = None, course: Path = Path("/nonexistent"), assignment: str = ""):
+               substitutes: dict | None = None, course: Path = Path("/nonexistent"), assignment: str = ""):
     """The notebook ``student`` hands in: the release (a deep copy) with their solution cells
     (``course`` and ``assignment``: where the escape student looks for the instructor's files)."""
     nb = nbformat.from_dict(release)
@@ -245,8 +261,8 @@ def submission(release: nbformat.NotebookNode, solutions: dict, student: str, bu
                       "loop": LOOP_BEFORE_CODE}.get(student, "") + source
         if position == len(answer_cells) - 1:
             source += {"exit": EXIT_AFTER_CODE, "crash": CRASH_AFTER_CODE}.get(student, "")
-        if student == "borrower":
-            source += "\n" + borrower.code.get(grade_id, "")
+        if student in (substitutes or {}):
+            source += "\n" + substitutes[student].code.get(grade_id, "")
         cell.source = body_only(source)
     if student == "tampered":
         edited, deleted = bug.fails[:2]
@@ -270,13 +286,14 @@ def comparable(nb: nbformat.NotebookNode) -> dict:
 
 
 def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...] = (),
-               borrower: Borrower | None = None) -> dict:
+               substitutes: dict | None = None) -> dict:
     api = NbGraderAPI(config=course_config(course))
     # the escape student's statements are only reported, not removed: the sandbox alone must stop them
     report_only = course_config(course)
     report_only.IntegrityScan.neutralise = False
     apis = {"escape": NbGraderAPI(config=report_only)}
-    students = STUDENTS + list(attacks) + (["borrower"] if borrower else [])
+    substitutes = substitutes or {}
+    students = STUDENTS + list(attacks) + list(substitutes)
 
     result = api.generate_assignment(assignment)
     assert result["success"], result.get("error")
@@ -291,7 +308,7 @@ def run_course(assignment: str, bug: Bug, course: Path, attacks: tuple[str, ...]
     for student in students:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        nbformat.write(submission(release, solutions, student, bug, borrower, course, assignment),
+        nbformat.write(submission(release, solutions, student, bug, substitutes, course, assignment),
                        folder / f"{assignment}.ipynb")
         for name, text in (GRADER_FILES if student == "grader" else {}).items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -340,7 +357,8 @@ class PipelineTests:
     assignment: str
     bug: Bug
     attacks: tuple[str, ...] = ()   # names from ATTACKS: extra students (AttackChecks sets them all)
-    borrower: Borrower | None = None  # a student handing in numbanet's pieces (see Borrower)
+    borrower: Substitute | None = None  # a student handing in numbanet's pieces
+    wrong_answers: dict = {}   # student name -> Substitute: wrong code that only the hidden tests catch
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -353,7 +371,8 @@ class PipelineTests:
         with pytest.MonkeyPatch.context() as patch:
             # nbgrader's gradebook runs the `alembic` script of this environment
             patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-            return run_course(assignment, cls.bug, course, cls.attacks, cls.borrower)
+            substitutes = {**({"borrower": cls.borrower} if cls.borrower else {}), **cls.wrong_answers}
+            return run_course(assignment, cls.bug, course, cls.attacks, substitutes)
 
     def test_exercises_match_generate_assignment(self, graded):
         """exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/."""
@@ -400,12 +419,16 @@ class PipelineTests:
         restoring them) in place of the student's: those test cells get 0, and say why."""
         if self.borrower is None:
             pytest.skip("no borrower student for this assignment")
-        cells, solution = graded["cells"]["borrower"], graded["cells"]["solution"]
-        fails = set(cells) if self.borrower.fails == "all" else set(self.borrower.fails)
-        assert fails <= set(cells), fails - set(cells)
-        for name, score in cells.items():
-            assert score == (0 if name in fails else solution[name]), name
+        self.borrower.check_scores(graded, "borrower")
         assert "off limits" in graded["feedback"]["borrower"].read_text()
+
+    def test_wrong_answers_lose_the_points_of_their_hidden_tests(self, graded):
+        """Wrong code that the fixed cases cannot tell from right (a racing scatter, a grid-stride loop
+        by blockDim.x, an untiled matrix product): the hidden tests written for it get 0, the rest full marks."""
+        if not self.wrong_answers:
+            pytest.skip("no wrong-answer students for this assignment")
+        for student, wrong in self.wrong_answers.items():
+            wrong.check_scores(graded, student)
 
     def test_random_hidden_cases_are_seeded_per_student(self, graded):
         """Hidden tests with random configurations (grading.student_rng) draw other shapes for each

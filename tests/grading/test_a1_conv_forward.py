@@ -1,5 +1,5 @@
 """nbgrader pipeline for a1_conv_forward (the checks are in pipeline.py); it also runs the attack students."""
-from .pipeline import AttackChecks, Borrower, Bug, PipelineTests, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
+from .pipeline import AttackChecks, Bug, PipelineTests, Substitute, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
 
 
 class TestA1ConvForward(AttackChecks, PipelineTests):
@@ -9,7 +9,7 @@ class TestA1ConvForward(AttackChecks, PipelineTests):
               fails=("test_conv2d_stride2_hidden", "test_conv2d_stride3_hidden", "test_conv2d_float32_hidden"))
     # numbanet's pieces by every route: a pure-Python helper, a layer's num_parameters(), F.conv2d after
     # reloading its kernel module and restoring the module's saved objects, F.conv2d bound before the test
-    borrower = Borrower(code={
+    borrower = Substitute(code={
         "conv_output_size": "conv_output_size = lambda n, f, stride=1, padding=0: F.conv2d_output_size(n, n, f, stride, padding)[0]",
         "conv_param_count": ("conv_param_count = lambda in_channels, out_channels, kernel_size, bias=True: "
                              "nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias).num_parameters()"),

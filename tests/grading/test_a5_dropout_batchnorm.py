@@ -1,5 +1,5 @@
 """nbgrader pipeline for a5_dropout_batchnorm (the checks are in pipeline.py)."""
-from .pipeline import Borrower, Bug, PipelineTests, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
+from .pipeline import Bug, PipelineTests, Substitute, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
 
 
 class TestA5DropoutBatchnorm(PipelineTests):
@@ -10,7 +10,7 @@ class TestA5DropoutBatchnorm(PipelineTests):
                       "test_batchnorm_eval", "test_fold_batchnorm_equal", "test_nwgm"),
               fails=("test_running_stats", "test_running_stats_hidden", "test_batchnorm_eval_trap_hidden"))
     # numbanet's dropout (its mask generator) and BatchNorm in place of the student's
-    borrower = Borrower(code={
+    borrower = Substitute(code={
         "dropout": ("def dropout_forward(x, p, training, seed):\n"
                     "    if not training:\n"
                     "        return x, None\n"

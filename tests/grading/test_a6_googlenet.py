@@ -1,5 +1,5 @@
 """nbgrader pipeline for a6_googlenet (the checks are in pipeline.py)."""
-from .pipeline import Borrower, Bug, PipelineTests, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
+from .pipeline import Bug, PipelineTests, Substitute, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
 
 
 class TestA6GoogLeNet(PipelineTests):
@@ -10,6 +10,6 @@ class TestA6GoogLeNet(PipelineTests):
               fails=("test_inception_backward", "test_googlenet_gradients", "test_inception_hidden",
                      "test_googlenet_hidden"))
     # the model zoo under the assignment's names (10/21 points before issue 18)
-    borrower = Borrower(code={"inception": "Inception = nb.models.Inception",
+    borrower = Substitute(code={"inception": "Inception = nb.models.Inception",
                               "googlenet": "GoogLeNet = nb.models.googlenet",
                               "googlenet_loss": "GoogLeNetLoss = nb.models.GoogLeNetLoss"}, fails="all")

@@ -1,5 +1,5 @@
 """nbgrader pipeline for a7_resnet (the checks are in pipeline.py)."""
-from .pipeline import Borrower, Bug, PipelineTests, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
+from .pipeline import Bug, PipelineTests, Substitute, pytestmark  # noqa: F401 - pytestmark applies nbgrader's warning filters
 
 
 class TestA7ResNet(PipelineTests):
@@ -11,7 +11,7 @@ class TestA7ResNet(PipelineTests):
                      "test_resnet_values_hidden"))
     # the model zoo under the assignment's names (9/22 points before issue 18), and zoo models built in a
     # solution cell, handed out by the student's own functions (own_model finds them in the model)
-    borrower = Borrower(code={
+    borrower = Substitute(code={
         "residual_block": "projection = nb.models.projection\nBasicBlock = nb.models.BasicBlock",
         "bottleneck": "Bottleneck = nb.models.Bottleneck",
         "resnet": ("resnet = nb.models.ResNet\nresnet34, resnet50 = nb.models.resnet34, nb.models.resnet50\n"

@@ -46,7 +46,7 @@ import zlib
 
 import importlib as _importlib
 
-from . import capstone, offlimits
+from . import capstone, cudasim, offlimits, parallel
 from . import verdict as _verdict
 from .verdict import build as _build
 
@@ -54,9 +54,14 @@ from .verdict import build as _build
 # it, so that what a solution cell did to them is gone too.
 offlimits = _importlib.reload(offlimits)
 capstone = _importlib.reload(capstone)
+parallel = _importlib.reload(parallel)
+cudasim = _importlib.reload(cudasim)
 OffLimitsError = offlimits.OffLimitsError
+parallel_loops, prange_conflicts, thread_count_differences = (
+    parallel.parallel_loops, parallel.prange_conflicts, parallel.thread_count_differences)
 
-__all__ = ["check", "randn", "array", "student_seed", "student_rng", "parallel_loops", "OffLimitsError", "capstone"]
+__all__ = ["check", "randn", "array", "student_seed", "student_rng", "parallel_loops", "prange_conflicts",
+           "thread_count_differences", "OffLimitsError", "capstone", "cudasim"]
 
 # Set by autograde in the sandboxed kernel: check() writes the student's results there, and the grader
 # computes the verdict outside (numbanet.grading.preprocessors.SandboxedExecute).
@@ -112,24 +117,6 @@ def student_rng(salt: str = ""):
     """``np.random.default_rng`` seeded by :func:`student_seed` and ``salt`` (one stream per test)."""
     import numpy as np
     return np.random.default_rng([student_seed(), zlib.crc32(salt.encode())])
-
-
-def parallel_loops(fn, *args) -> int:
-    """How many parallel loops Numba made of ``fn``: 0 unless it is compiled by
-    ``@njit(parallel=True)`` and has a ``prange`` loop (or array expressions Numba parallelises).
-
-    Calls ``fn(*args)`` first, so that it is compiled for these arguments; a3 checks with it that
-    a "parallel" kernel is one (``range`` instead of ``prange``, or a plain Python function, give 0).
-    """
-    fn(*args)
-    if not getattr(fn, "targetoptions", {}).get("parallel"):
-        return 0
-    loops = 0
-    for signature in getattr(fn, "signatures", ()):
-        diagnostics = fn.get_metadata(signature).get("parfor_diagnostics")
-        if diagnostics is not None and getattr(diagnostics, "_has_setup", False):
-            loops = max(loops, len(diagnostics.initial_parfors))
-    return loops
 
 
 def array(values, dtype: str = "float64") -> _Recipe:
