@@ -92,7 +92,7 @@ class Substitute(NamedTuple):
     def check_scores(self, graded: dict, student: str) -> None:
         cells, solution = graded["cells"][student], graded["cells"]["solution"]
         fails = set(cells) if self.fails == "all" else set(self.fails)
-        assert fails | set(self.unsure) <= set(cells), fails | set(self.unsure) - set(cells)
+        assert fails | set(self.unsure) <= set(cells), (fails | set(self.unsure)) - set(cells)
         for name, score in cells.items():
             if name in self.unsure:
                 assert score <= solution[name], (student, name)

@@ -82,3 +82,59 @@ class TestA4CudaKernels(PipelineTests):
                                   fails=("test_relu_hidden", "test_matmul_tiling_hidden"),
                                   unsure=("test_matmul_whole_tiles", "test_matmul_partial_tiles", "test_matmul_hidden")),
     }
+
+
+# The solution's kernels and the wrong ones above, compiled for a real GPU (sm_75) by NVVM: the solution's
+# product stages its tiles in shared memory, the untiled one has no shared memory, the one-barrier one half
+# the solution's barriers (NVVM unrolls the tile loop, so the counts are multiples of the source's).
+PTX_KERNELS = r'''
+import json, re
+import nbformat
+from numba import float32
+cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nbformat.read(sys.argv[1], as_version=4).cells}
+wrong = json.loads(sys.argv[2])
+A1, A2, A4 = (types.Array(types.float32, ndim, "C") for ndim in (1, 2, 4))
+signatures = {"relu_kernel": (A1, A1), "matmul_tiled_kernel": (A2, A2, A2),
+              "conv2d_kernel": (A4, A4, A1, types.int64, types.int64, A4)}
+found = {}
+for label, sources in [("solution", {}), *wrong.items()]:
+    namespace = {"cuda": cuda, "float32": float32, "np": np}
+    exec(cells["tile"], namespace)
+    for name, signature in signatures.items():
+        exec(sources.get(name, cells[name]), namespace)
+        ptx, _ = cuda.compile_ptx(namespace[name].py_func, signature, cc=(7, 5))
+        found[f"{label} {name}"] = {"shared": len(re.findall(r"(?:ld|st)\.shared", ptx)), "barriers": ptx.count("bar.sync")}
+print(json.dumps(found))
+'''
+
+
+def test_kernels_compile_to_ptx_with_the_tiles_and_barriers_the_simulator_counts():
+    import ast
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+    from .pipeline import REPO
+    device_tests = (REPO / "tests" / "cuda" / "test_device_cuda.py").read_text()
+    script = next(ast.literal_eval(node.value) for node in ast.parse(device_tests).body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_PTX_SCRIPT")
+    setup = script[:script.index("from numbanet.kernels.cuda import")]   # NVVM without a GPU, or SKIP
+    wrong = {"untiled": {"matmul_tiled_kernel": UNTILED_MATMUL}, "one_barrier": {"matmul_tiled_kernel": ONE_BARRIER_MATMUL},
+             "shortcuts": {"relu_kernel": BLOCK_STRIDE_RELU, "conv2d_kernel": THREAD0_CONV}}
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env.setdefault("CUDA_HOME", "/usr/local/cuda")
+    notebook = REPO / "solutions" / "a4_cuda_kernels" / "a4_cuda_kernels.ipynb"
+    done = subprocess.run([sys.executable, "-c", setup + PTX_KERNELS, str(notebook), json.dumps(wrong)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if done.stdout.startswith("SKIP"):
+        pytest.skip(done.stdout.strip())
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    solution = found["solution matmul_tiled_kernel"]
+    assert solution["shared"] > 0 and solution["barriers"] >= 2, found
+    assert found["untiled matmul_tiled_kernel"] == {"shared": 0, "barriers": 0}, found
+    assert 2 * found["one_barrier matmul_tiled_kernel"]["barriers"] == solution["barriers"], found
+    assert all(found[f"{label} {name}"] == {"shared": 0, "barriers": 0} for label in ("solution", "shortcuts")
+               for name in ("relu_kernel", "conv2d_kernel")), found
