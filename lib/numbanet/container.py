@@ -17,7 +17,11 @@ None.  The sum copies dy to both terms, and x feeds both::
 
     dx = body.backward(dy) + shortcut.backward(dy)     (or + dy for the identity)
 
-The joins are NumPy glue (``np.concatenate``, slicing, ``+``) on the CPU and small
+Sequential runs a BatchNorm directly followed by a ReLU as one pass (``run_chain``: the
+ReLU's work happens inside the BatchNorm's kernels, forward and backward), bit for bit the
+two layers.
+
+The joins are NumPy glue (``np.concatenate``, slicing) and a parallel add on the CPU and small
 copy/add kernels (``numbanet.kernels.cuda.container``) for device arrays; the
 arithmetic lives in the children's kernels.
 """
@@ -32,6 +36,7 @@ from ._validate import as_float_array, check_grad
 from .device import device_of
 from .kernels import backend
 from .module import Module
+from .norm import _BatchNorm
 
 
 def _require_module(owner: str, what: str, value) -> Module:
@@ -72,6 +77,31 @@ class _Children(Module):
         return self
 
 
+def run_chain(modules: list, x):
+    """(y, fused): x through ``modules`` in order, each BatchNorm followed by a ReLU as one pass
+    (``bn(x, relu=True)``, bit for bit the two layers; ``_BatchNorm.fuses_relu`` says when);
+    ``fused`` holds the indices of the ReLUs that ran inside their BatchNorm (not called)."""
+    fused, i = [], 0
+    while i < len(modules):
+        if i + 1 < len(modules) and _BatchNorm.fuses_relu(modules[i], modules[i + 1]):
+            x = modules[i](x, relu=True)
+            fused.append(i + 1)
+            i += 2
+        else:
+            x = modules[i](x)
+            i += 1
+    return x, tuple(fused)
+
+
+def run_chain_backward(modules: list, fused: tuple, dout):
+    """dx for ``run_chain(modules, x)``: the modules' backward in reverse, skipping the fused ReLUs
+    (their BatchNorm's backward applies ReLU's derivative)."""
+    for i in reversed(range(len(modules))):
+        if i not in fused:
+            dout = modules[i].backward(dout)
+    return dout
+
+
 class Sequential(_Children):
     """Apply modules in order; children are named "0", "1", … (or by the OrderedDict's keys)."""
 
@@ -85,17 +115,15 @@ class Sequential(_Children):
             self.add_module(name, _require_module("Sequential", f"module {name!r}", module))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self:
-            x = module(x)
-        self._save_for_backward(np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype, device_of(x))
+        x, fused = run_chain(list(self), x)
+        self._save_for_backward(np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype, device_of(x),
+                                fused)
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        y_shape, dtype, device = self._saved()
+        y_shape, dtype, device, fused = self._saved()
         dout = check_grad(self.describe(), dout, y_shape, dtype, like=device)
-        for module in reversed(self._modules.values()):
-            dout = module.backward(dout)
-        return dout
+        return run_chain_backward(list(self), fused, dout)
 
     def extra_repr(self) -> str:
         return ", ".join(type(m).__name__ for m in self)

@@ -58,6 +58,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_float_array, check_device, check_dtype_match, check_dy, check_grad, check_nonempty
+from .activation import ReLU
 from .conv import Conv2d
 from .device import is_cuda, to_numpy
 from .kernels import backend
@@ -137,19 +138,29 @@ def _fixed_statistics(running_mean, running_var, eps: float):
     return backend(running_mean).norm.fixed_statistics(running_mean, running_var, eps)
 
 
-def _normalize(x, x3, mean, invstd, gamma, beta, fixed_statistics: bool):
-    """(y, cache): y = γ·x̂ + β shaped like x (γ = 1, β = 0 when None); cache = ``_normalize_backward``'s args."""
-    y3 = backend(x3).norm.normalize(x3, mean, invstd, gamma, beta)
-    return y3.reshape(x.shape), (x.shape, x3, mean, invstd, gamma, fixed_statistics)
+def _normalize(x, x3, mean, invstd, gamma, beta, fixed_statistics: bool, residual=None, relu: bool = False):
+    """(y, cache): y = γ·x̂ + β shaped like x (γ = 1, β = 0 when None); cache = ``_normalize_backward``'s args.
+
+    Fused into the same pass (BatchNorm's statistics only): y = ReLU(γ·x̂ + β + residual) with a
+    ``residual`` shaped like x, whose ReLU's backward is the caller's (the cache is the plain
+    normalisation's); y = ReLU(γ·x̂ + β) with ``relu``, whose backward ``_normalize_backward``
+    applies (the mask is recomputed from x).
+    """
+    residual3 = None if residual is None else residual.reshape(x3.shape)
+    y3 = backend(x3).norm.normalize(x3, mean, invstd, gamma, beta, residual3, relu)
+    relu_mask = relu and residual is None
+    return y3.reshape(x.shape), (x.shape, x3, mean, invstd, gamma, fixed_statistics, beta, relu_mask)
 
 
-def _normalize_backward(dy, x_shape, x3, mean, invstd, gamma, fixed_statistics: bool):
-    """(dx shaped ``x_shape``, dγ (C,), dβ (C,)) for y = γ·x̂ + β; formulas in the module docstring.
+def _normalize_backward(dy, x_shape, x3, mean, invstd, gamma, fixed_statistics: bool, beta=None,
+                        relu: bool = False):
+    """(dx shaped ``x_shape``, dγ (C,), dβ (C,)) for y = γ·x̂ + β, or y = ReLU(γ·x̂ + β) with ``relu``;
+    formulas in the module docstring.
 
     ``fixed_statistics``: mean and invstd are constants (running statistics), not functions of x.
     """
     dx3, dgamma, dbeta = backend(x3).norm.normalize_backward(dy.reshape(x3.shape), x3, mean, invstd, gamma,
-                                                            fixed_statistics)
+                                                            fixed_statistics, beta, relu)
     return dx3.reshape(x_shape), dgamma, dbeta
 
 
@@ -196,8 +207,10 @@ def _channel_statistics(name, x, running_mean, running_var, use_input_stats: boo
     return x3, mean, None, invstd
 
 
-def _channel_norm(name, x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, per_sample):
-    """BatchNorm / InstanceNorm forward on a checked x: (y, cache).
+def _channel_norm(name, x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, per_sample,
+                  residual=None, relu: bool = False):
+    """BatchNorm / InstanceNorm forward on a checked x: (y, cache); ``residual``, ``relu``: the fused
+    ReLU of ``_normalize``.
 
     With input statistics the running statistics, when given, are updated with the unbiased
     variance.  InstanceNorm's update is the batch average of the per-sample updates, as in
@@ -208,7 +221,7 @@ def _channel_norm(name, x, running_mean, running_var, weight, bias, use_input_st
     if use_input_stats and running_mean is not None:
         count = x3.shape[2] * (1 if per_sample else x3.shape[0])
         _update_running(running_mean, running_var, mean, var, count, momentum)
-    return _normalize(x, x3, mean, invstd, weight, bias, fixed_statistics=not use_input_stats)
+    return _normalize(x, x3, mean, invstd, weight, bias, not use_input_stats, residual, relu)
 
 
 def _channel_norm_function(name, x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps,
@@ -479,8 +492,22 @@ class _BatchNorm(_RunningStatsNorm):
                  affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, relu: bool = False, residual: np.ndarray | None = None) -> np.ndarray:
+        """y = BN(x); the keywords fuse what follows BatchNorm in a network into the same pass
+        (``Sequential`` and the ResNet blocks use them; the result is bit for bit the separate layers'):
+
+        * ``relu=True``: y = ReLU(BN(x)), and ``backward`` takes ∂L/∂y of that ReLU output;
+        * ``residual=r`` (shaped like x): y = ReLU(BN(x) + r); ``backward`` then takes
+          ∂L/∂(BN(x) + r), the gradient *after* the caller applied ReLU's derivative (it needs
+          that gradient for r's branch anyway).
+        """
         x = self._check(x)
+        if residual is not None:
+            name = self.describe()
+            check_device(name, x, residual)
+            if residual.shape != x.shape or residual.dtype != x.dtype:
+                raise ValueError(f"{name}: residual must match the input, expected {x.shape} {x.dtype}, "
+                                 f"got {residual.shape} {residual.dtype}")
         momentum = 0.0
         if self.training and self.track_running_stats:
             _count_batch(self.num_batches_tracked)
@@ -488,9 +515,16 @@ class _BatchNorm(_RunningStatsNorm):
             momentum = 1.0 / to_numpy(self.num_batches_tracked).item() if self.momentum is None else self.momentum
         use_batch_statistics = self.training or not self.track_running_stats
         y, cache = _channel_norm(self.describe(), x, self.running_mean, self.running_var, *self._affine(),
-                                 use_batch_statistics, momentum, self.eps, per_sample=False)
+                                 use_batch_statistics, momentum, self.eps, False, residual, relu)
         self._save_for_backward(*cache)
         return y
+
+    @staticmethod
+    def fuses_relu(bn: Module, activation: Module) -> bool:
+        """Whether ``bn`` followed by ``activation`` may run as ``bn(x, relu=True)``: numbanet's own
+        BatchNorm and ReLU classes (a subclass or a replaced ``forward`` may compute something else)."""
+        return (isinstance(bn, _BatchNorm) and type(bn).forward is _BatchNorm.forward
+                and type(activation) is ReLU and "forward" not in vars(bn) and "forward" not in vars(activation))
 
     def _eval_affine(self):
         """(scale, shift) float64 of the evaluation-mode map y = scale·x + shift."""

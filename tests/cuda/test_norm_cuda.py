@@ -162,3 +162,35 @@ def test_functional_backward_checks_dy_on_the_gpu_like_on_the_cpu():
         F.relu_backward(to_device(np.ones((2, 3, 2, 2), np.int64), "cuda"), x)
     with pytest.raises(ValueError, match=r"relu_backward: expected dy of shape \(2, 3, 2, 2\)"):
         F.relu_backward(to_device(np.ones((2, 3, 2), np.float32), "cuda"), x)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_fused_batchnorm_relu_and_residual_tail_on_the_gpu(train, rng):
+    """BN -> ReLU (Sequential) and a residual block's BN + shortcut -> ReLU tail, fused on the device:
+    the same as the device's separate layers bit for bit, and close to the CPU's fused result."""
+    from numbanet.models.resnet import BasicBlock, projection
+    from tests.test_fusion import boundary_input, unfused
+    cases = [(nn.Sequential(randomize(nn.BatchNorm2d(3), rng), nn.ReLU()), (2, 3, 3, 4)),
+             (BasicBlock(2, 4, 2, projection(2, 4, 2, rng=rng), rng=rng), (2, 2, 4, 4))]
+    for cpu_module, shape in cases:
+        x = boundary_input(rng, shape, np.float32)
+        gpu_fused = gpu_copy(cpu_module).train(train)
+        gpu_separate = gpu_copy(unfused(cpu_module)).train(train)
+        cpu_module.train(train)
+        y = cpu_module(x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = cpu_module.backward(dy)
+        outs = []
+        for gpu in (gpu_fused, gpu_separate):
+            y_dev = gpu(to_device(x, "cuda"))
+            outs.append((to_numpy(y_dev), to_numpy(gpu.backward(to_device(dy, "cuda"))),
+                         [to_numpy(p.grad) for p in gpu.parameters()]))
+        (y1, dx1, g1), (y2, dx2, g2) = outs
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(dx1, dx2)
+        for a, b in zip(g1, g2):
+            np.testing.assert_array_equal(a, b)
+        assert_close(y1, y, np.float32, "forward vs CPU")
+        assert_close(dx1, dx, np.float32, "dx vs CPU")
+        for a, p in zip(g1, cpu_module.parameters()):
+            assert_close(a, p.grad, np.float32, "grad vs CPU")

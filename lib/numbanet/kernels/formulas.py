@@ -32,6 +32,7 @@ files) so that the CPU kernels are recompiled.
 """
 import math
 
+import numpy as np
 from numba.extending import register_jitable
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -77,6 +78,13 @@ def relu(v, a, b):
 def relu_backward(d, v, a, b):
     """d·[v > 0]: the derivative at exactly 0 is taken as 0 (PyTorch's choice)."""
     return d if v > 0.0 else 0.0
+
+
+def relu_zero_below(dtype) -> float:
+    """The largest float64 that rounds to 0 in ``dtype`` (half its smallest subnormal; 0.0 for
+    float64): a float64 v, rounded to ``dtype``, is > 0 exactly when v > this.  Kernels that fuse
+    ReLU into a float64 computation use it to decide ReLU's derivative as the rounded value would."""
+    return float(np.finfo(dtype).smallest_subnormal) / 2
 
 
 @register_jitable

@@ -41,12 +41,13 @@ from collections import OrderedDict
 import numpy as np
 
 from .._validate import as_float_array, check_grad, check_ndim
-from ..activation import ReLU
-from ..container import Sequential
+from ..activation import ReLU, relu_backward
+from ..container import Sequential, run_chain, run_chain_backward
 from ..conv import Conv2d
 from ..linear import Linear
 from ..module import Module
-from ..norm import BatchNorm2d
+from ..kernels import backend
+from ..norm import BatchNorm2d, _BatchNorm
 from ..pooling import GlobalAvgPool2d, MaxPool2d
 from ._common import check_choice, check_counts, check_width, he_init, scaled
 
@@ -56,31 +57,45 @@ SHORTCUTS = ("A", "B")
 
 class _ResidualBlock(Module):
     """y = ReLU(F(x) + shortcut(x)); F runs the children named in ``_body``, shortcut is
-    ``downsample`` (None: identity)."""
+    ``downsample`` (None: identity).
+
+    Fused passes (``numbanet.container.run_chain``; bit for bit the unfused layers): each
+    BatchNorm -> ReLU inside F runs as one pass, and F's last BatchNorm, the residual add and
+    the final ReLU run as one, ``bn(h, residual=shortcut(x))``.  Backward then applies the final
+    ReLU's derivative once, to the gradient both paths share.
+    """
 
     _body: tuple[str, ...]
     expansion: int
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = x
-        for name in self._body:
-            out = getattr(self, name)(out)
+        body = [getattr(self, name) for name in self._body]
+        fuse_tail = _BatchNorm.fuses_relu(body[-1], self.relu)
+        out, fused = run_chain(body[:-1] if fuse_tail else body, x)
         skip = x if self.downsample is None else self.downsample(x)
-        if out.shape != skip.shape:
+        if out.shape != skip.shape:  # before the fused tail: its output has the body's shape
             raise ValueError(f"{self.describe()}: residual shape {out.shape} does not match the shortcut's "
                              f"{skip.shape}; a block that changes stride or channels needs a downsample")
-        y = self.relu(out + skip)
-        self._save_for_backward(y.shape, y.dtype)
+        if fuse_tail:
+            y = body[-1](out, residual=skip)
+        else:
+            y = self.relu(backend(out).container.add(out, skip))
+        self._save_for_backward(y, fused, fuse_tail)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        y_shape, dtype = self._saved()
-        d = self.relu.backward(check_grad(self.describe(), dout, y_shape, dtype))
+        y, fused, fuse_tail = self._saved()
+        dout = check_grad(self.describe(), dout, y.shape, y.dtype, like=y)
+        body = [getattr(self, name) for name in self._body]
+        if fuse_tail:
+            d = relu_backward(dout, y)  # y > 0 exactly where the ReLU's input was > 0
+            dx = body[-1].backward(d)
+            body = body[:-1]
+        else:
+            d = dx = self.relu.backward(dout)
         dx_skip = d if self.downsample is None else self.downsample.backward(d)  # reverse of forward's order
-        dx = d
-        for name in reversed(self._body):
-            dx = getattr(self, name).backward(dx)
-        return dx + dx_skip
+        dx = run_chain_backward(body, fused, dx)
+        return backend(dx).container.add(dx, dx_skip)
 
 
 class BasicBlock(_ResidualBlock):

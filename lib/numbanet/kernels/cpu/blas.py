@@ -115,35 +115,45 @@ _NO_TRANSPOSE, _TRANSPOSE = ord("N"), ord("T")
 
 
 @njit(cache=True)
-def _operand(x):
-    """(flag, leading dimension) of a 2-D operand, as the column-major BLAS sees its transpose.
+def _operand(x, transposed):
+    """(flag, leading dimension) of the 2-D operand op(x) (x, or xᵀ when ``transposed``), as the
+    column-major BLAS sees op(x)ᵀ.
 
     A row-major (r, c) matrix with row stride L is the column-major (c, r) matrix xᵀ with
-    leading dimension L ("N"); a column-major one (a transposed view, ``a.T``) is stored as x
-    itself, so xᵀ is "T" of it.
+    leading dimension L: "N" for op(x) = x, "T" for op(x) = xᵀ.  A column-major one (a
+    transposed view, ``a.T``) is stored as x itself, and the flags swap.
     """
     rows, cols = x.shape
     item = x.itemsize
     if cols == 1 or x.strides[1] == item:
-        return _NO_TRANSPOSE, max(x.strides[0] // item if rows > 1 else cols, cols, 1)
+        return _TRANSPOSE if transposed else _NO_TRANSPOSE, max(x.strides[0] // item if rows > 1 else cols, cols, 1)
     if rows == 1 or x.strides[0] == item:
-        return _TRANSPOSE, max(x.strides[1] // item if cols > 1 else rows, rows, 1)
+        return _NO_TRANSPOSE if transposed else _TRANSPOSE, max(x.strides[1] // item if cols > 1 else rows, rows, 1)
     raise ValueError("gemm: each operand must have unit stride along one axis (a matrix or its transpose)")
 
 
 @njit(cache=True)
-def gemm(a, b, out, beta=0.0):
-    """out = a @ b + beta * out, for a (M, K), b (K, N), out (M, N) of one float dtype.
+def gemm(a, b, out, beta=0.0, transpose_a=False, transpose_b=False):
+    """out = op(a) @ op(b) + beta * out, op(x) = xᵀ where ``transpose_*`` else x, for op(a) (M, K),
+    op(b) (K, N), out (M, N) of one float dtype.
 
     ``a`` and ``b`` may be row-major or transposed views (``x.T``), with any row stride;
     ``out`` must be row-major.  One BLAS call, on the calling thread only.  ``beta=1``
     accumulates into ``out`` (a weight gradient's partial sum, with no extra pass).
     Row-major C = A B is computed as the column-major product Cᵀ = Bᵀ Aᵀ.
+
+    Numba compiles gemm once per combination of argument types, ~1 s each, and layouts, an
+    omitted ``beta`` and a literal ``True``/``False`` are types of their own.  So the kernels pass
+    row-major arrays (the flags, not ``x.T`` views), every argument, and the flags as
+    ``np.False_``/``np.True_`` (plain booleans to Numba): one compiled version per dtype serves
+    every product.
     """
-    m, k = a.shape
-    n = b.shape[1]
-    if b.shape[0] != k or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError("gemm: shapes do not agree: a (M, K) @ b (K, N) -> out (M, N)")
+    m = a.shape[1] if transpose_a else a.shape[0]
+    k = a.shape[0] if transpose_a else a.shape[1]
+    n = b.shape[0] if transpose_b else b.shape[1]
+    k_b = b.shape[1] if transpose_b else b.shape[0]
+    if k_b != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("gemm: shapes do not agree: op(a) (M, K) @ op(b) (K, N) -> out (M, N)")
     if m == 0 or n == 0:
         return
     if k == 0:  # loops, not out[:, :] = ...: a broadcasting store compiles a costly shape-error path
@@ -154,8 +164,8 @@ def gemm(a, b, out, beta=0.0):
         return
     if n > 1 and out.strides[1] != out.itemsize:
         raise ValueError("gemm: out must be row-major")
-    flag_b, ld_b = _operand(b)
-    flag_a, ld_a = _operand(a)
+    flag_b, ld_b = _operand(b, transpose_b)
+    flag_a, ld_a = _operand(a, transpose_a)
     ints = np.empty(6, np.int32)
     ints[0], ints[1], ints[2] = n, m, k
     ints[3], ints[4] = ld_b, ld_a
@@ -164,27 +174,27 @@ def gemm(a, b, out, beta=0.0):
     flags[0], flags[1] = flag_b, flag_a
     scalars = np.empty(2, out.dtype)
     scalars[0], scalars[1] = 1.0, beta
-    _call_gemm(a, b, out, flags, ints, scalars)
+    _call_gemm(a, b, out, flags, ints, scalars, transpose_a, transpose_b)
 
 
-def _call_gemm(a, b, out, flags, ints, scalars):
+def _call_gemm(a, b, out, flags, ints, scalars, transpose_a, transpose_b):
     """The Fortran ?gemm call for these operands' dtype (the routine is chosen when compiled).
 
     This Python body runs only without the JIT (``NUMBA_DISABLE_JIT=1``, as in the grader's
     reference process): the same product with NumPy; beta = 0 does not read ``out``, as in BLAS.
     """
-    product = a @ b
+    product = (a.T if transpose_a else a) @ (b.T if transpose_b else b)
     out[...] = product if scalars[1] == 0 else product + scalars[1] * out
 
 
 @overload(_call_gemm)
-def _call_gemm_for_types(a, b, out, flags, ints, scalars):
+def _call_gemm_for_types(a, b, out, flags, ints, scalars, transpose_a, transpose_b):
     if not (a.dtype == b.dtype == out.dtype and out.dtype in (types.float32, types.float64)):
         raise TypingError(f"gemm: a, b and out must all be float32 or all float64, got "
                           f"{a.dtype}, {b.dtype}, {out.dtype}")
     routine = _sgemm if out.dtype == types.float32 else _dgemm
 
-    def call(a, b, out, flags, ints, scalars):
+    def call(a, b, out, flags, ints, scalars, transpose_a, transpose_b):
         routine(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
                 scalars[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes,
                 scalars[1:].ctypes, out.ctypes, ints[5:].ctypes)

@@ -342,7 +342,7 @@ def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
             rows = _matrix(workspace[slot], channels * kw, columns)
             z = _matrix(workspace[slot, channels * kw * columns:], kh * k, columns)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
-            gemm(w_rows, rows, z)
+            gemm(w_rows, rows, z, 0.0, np.False_, np.False_)
             _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
 
 
@@ -371,7 +371,7 @@ def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
             shifted = _matrix(workspace[group, channels * kw * columns:], kh * k, columns)
             _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
             _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
-            gemm(shifted, rows.T, acc, 1.0)
+            gemm(shifted, rows, acc, 1.0, np.False_, np.True_)
 
 
 @njit(parallel=True, cache=True)
@@ -392,7 +392,7 @@ def im2col_conv(x, w2, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace
             cols = _matrix(workspace[slot], channels * kh * kw, columns)
             y = _matrix(workspace[slot, channels * kh * kw * columns:], k, columns)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            gemm(w2, cols, y)
+            gemm(w2, cols, y, 0.0, np.False_, np.False_)
             _unfold_output(y, n0, n1, bias, out)
 
 
@@ -413,7 +413,7 @@ def col2im_input_grad(dy, w2t, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspa
             grad = _matrix(workspace[slot], k, columns)
             dcols = _matrix(workspace[slot, k * columns:], channels * kh * kw, columns)
             _channel_major(dy, n0, n1, grad)
-            gemm(w2t, grad, dcols)
+            gemm(w2t, grad, dcols, 0.0, np.False_, np.False_)
             _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx)
 
 
@@ -438,7 +438,7 @@ def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspac
             cols = _matrix(workspace[group, k * columns:], channels * kh * kw, columns)
             _channel_major(dy, n0, n1, grad)
             _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            gemm(grad, cols.T, acc, 1.0)
+            gemm(grad, cols, acc, 1.0, np.False_, np.True_)
 
 
 @njit(parallel=True, cache=True)
@@ -450,7 +450,7 @@ def pointwise_conv(x, w2, bias, out):
     n_batch, channels, positions = out.shape
     for n in prange(n_batch):
         dst = out[n]
-        gemm(w2, x[n], dst)
+        gemm(w2, x[n], dst, 0.0, np.False_, np.False_)
         for k in range(channels):
             b = bias[k]
             row = dst[k]
@@ -462,7 +462,7 @@ def pointwise_conv(x, w2, bias, out):
 def pointwise_matmul(w2t, dy, dx):
     """dx[n] = w2t (C, K) @ dy[n] (K, P) for every sample: a 1x1 stride-1 convolution's input gradient."""
     for n in prange(dy.shape[0]):
-        gemm(w2t, dy[n], dx[n])
+        gemm(w2t, dy[n], dx[n], 0.0, np.False_, np.False_)
 
 
 @njit(parallel=True, cache=True)
@@ -474,7 +474,7 @@ def pointwise_weight_grad(dy, x, partials):
         acc = partials[group]
         acc[:, :] = 0
         for n in range(group, n_batch, groups):
-            gemm(dy[n], x[n].T, acc, 1.0)
+            gemm(dy[n], x[n], acc, 1.0, np.False_, np.True_)
 
 
 # -- the operations (same names and arguments as kernels.cuda.conv) --------------------------------

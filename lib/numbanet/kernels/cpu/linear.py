@@ -19,8 +19,9 @@ _BLOCK_ROWS = 16
 
 
 @njit(parallel=True, cache=True)
-def matmul(a, b, out):
-    """out (M, N) = a (M, K) @ b (K, N); a and b row-major or transposed views (``x.T``).
+def matmul(a, b, transpose_b, out):
+    """out (M, N) = a (M, K) @ op(b), op(b) = b (K, N), or bᵀ for b (N, K) when ``transpose_b``;
+    a and b row-major (one compiled version for the three products: see ``blas.gemm``).
 
     The M rows go to up to 8 blocks of >= 16 rows, one BLAS call per block.
     """
@@ -29,16 +30,16 @@ def matmul(a, b, out):
     for block in prange(blocks):
         r0 = block * rows // blocks
         r1 = (block + 1) * rows // blocks
-        gemm(a[r0:r1], b, out[r0:r1])
+        gemm(a[r0:r1], b, out[r0:r1], 0.0, np.False_, transpose_b)
 
 
 def linear(x, weight, bias=None):
     """y = x Wᵀ + b for validated x (*, in), weight (out, in), bias (out,) or None -> y (*, out)."""
     out_features, in_features = weight.shape
-    rows = x.reshape(-1, in_features)
+    rows = np.ascontiguousarray(x).reshape(-1, in_features)
     y = np.empty((rows.shape[0], out_features), x.dtype)
     with single_threaded():
-        matmul(rows, weight.T, y)
+        matmul(rows, np.ascontiguousarray(weight), True, y)
     if bias is not None:
         _add_row_bias(y, np.ascontiguousarray(bias, dtype=x.dtype))
     return y.reshape(*x.shape[:-1], out_features)
@@ -53,8 +54,9 @@ def linear_backward(dy, x, weight):
     dx = np.empty((dy_rows.shape[0], in_features), weight.dtype)
     dw = np.empty((out_features, in_features), weight.dtype)
     with single_threaded():
-        matmul(dy_rows, weight, dx)
-        matmul(dy_rows.T, x.reshape(-1, in_features), dw)
+        matmul(dy_rows, weight, False, dx)
+        # dW = dyᵀ x: a row-major copy of dyᵀ (batch x out, small next to W) keeps one compiled matmul
+        matmul(np.ascontiguousarray(dy_rows.T), x.reshape(-1, in_features), False, dw)
     db = np.empty(out_features, weight.dtype)
     _column_sum(dy_rows, db)
     return dx.reshape(x.shape), dw, db

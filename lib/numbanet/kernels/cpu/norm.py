@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..._workspace import scratch
+from .. import formulas
 
 
 # A parameter-gradient task sums this many consecutive channels, so that a layout with few
@@ -72,9 +73,14 @@ def _moments_kernel(x, mean, var):
 
 
 @njit(parallel=True, cache=True)
-def _normalize_kernel(x, mean, invstd, gamma, beta, out):
-    """out[n, c, p] = γ_c · (x[n, c, p] − mean[r, g]) · invstd[r, g] + β_c, for x, out (N, C, P).
+def _normalize_kernel(x, mean, invstd, gamma, beta, residual, add_residual, relu, out):
+    """out[n, c, p] = γ_c · (x[n, c, p] − mean[r, g]) · invstd[r, g] + β_c, for x, out (N, C, P);
+    then, in the same pass, out ← ReLU(out + residual) (``add_residual``) or ReLU(out) (``relu``).
 
+    The fused steps run on each (n, c) row while it is in L1, reading back the stored
+    value, so the result is bit for bit BatchNorm's output rounded to the dtype, plus the
+    residual in the dtype, then ReLU: what the separate layers compute.  ``residual`` is
+    any array of x's type when ``add_residual`` is False (it is not read).
     One (sample, group) per iteration: the statistics are read once per group.
     """
     n_batch, channels, positions = x.shape
@@ -89,14 +95,34 @@ def _normalize_kernel(x, mean, invstd, gamma, beta, out):
         for c in range(g * per_group, (g + 1) * per_group):
             scale = gamma[c] * inv
             shift = beta[c]
+            src = x[n, c]
+            dst = out[n, c]
             for p in range(positions):
-                out[n, c, p] = (x[n, c, p] - mu) * scale + shift
+                dst[p] = (src[p] - mu) * scale + shift
+            if add_residual:
+                skip = residual[n, c]
+                for p in range(positions):
+                    dst[p] = formulas.relu(dst[p] + skip[p], 0.0, 0.0)
+            elif relu:
+                for p in range(positions):
+                    dst[p] = formulas.relu(dst[p], 0.0, 0.0)
+
+
+@njit(cache=True)
+def _relu_passes(value, mu, scale, shift, zero_below):
+    """Whether a ReLU after normalisation passes the gradient at ``value``: the normalised
+    (value − μ)·scale + shift, rounded to the array's dtype, is > 0, i.e. exceeds ``zero_below``
+    (``formulas.relu_zero_below``: what rounds to 0).  Compiled without fastmath, so it is
+    ``_normalize_kernel``'s expression exactly, also inside the reassociating reductions."""
+    return (value - mu) * scale + shift > zero_below
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _affine_param_grads_kernel(dy, x, mean, invstd, dgamma, dbeta):
+def _affine_param_grads_kernel(dy, x, mean, invstd, gamma, beta, relu, zero_below, dgamma, dbeta):
     """dgamma[c] = Σ_{n,p} dy·x̂ and dbeta[c] = Σ_{n,p} dy, x̂ = (x − mean[r, g])·invstd[r, g].
 
+    ``relu``: dy is the gradient of ReLU(γ·x̂ + β) and is taken as dy·[γ·x̂ + β > 0]
+    (``_relu_passes``), the fused ReLU's backward.
     The sums run across the batch, so an iteration owns a run of consecutive channels
     (not a block); each channel's sum is taken in the same order whatever the run length.
     """
@@ -119,14 +145,19 @@ def _affine_param_grads_kernel(dy, x, mean, invstd, dgamma, dbeta):
                     g += 1
                     group_end += per_group
                 mu = mean[r, g]
+                inv = invstd[r, g]
+                scale = gamma[c] * inv
+                shift = beta[c]
                 sample_dy = 0.0
                 sample_dy_centred = 0.0
                 for p in range(positions):
                     grad = dy[n, c, p]
+                    if relu and not _relu_passes(x[n, c, p], mu, scale, shift, zero_below):
+                        grad = 0.0
                     sample_dy += grad
                     sample_dy_centred += grad * (x[n, c, p] - mu)
                 dbeta[c] += sample_dy
-                dgamma[c] += sample_dy_centred * invstd[r, g]
+                dgamma[c] += sample_dy_centred * inv
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
@@ -152,11 +183,13 @@ def _block_grad_sums_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xha
 
 
 @njit(parallel=True, cache=True)
-def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx):
+def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, beta, relu, zero_below, sum_dxhat,
+                                  sum_dxhat_xhat, dx):
     """dx = invstd · (γ_c·dy − (sum_dxhat + x̂·sum_dxhat_xhat) / m), m = elements per block.
 
     With zero sums (statistics that are constants, e.g. evaluation-mode
-    BatchNorm) this is the affine map's gradient dx = γ_c·invstd·dy.
+    BatchNorm) this is the affine map's gradient dx = γ_c·invstd·dy.  ``relu``: dy is
+    masked as in ``_affine_param_grads_kernel``.
     One (sample, group) per iteration, as in ``normalize``.
     """
     n_batch, channels, positions = x.shape
@@ -174,9 +207,14 @@ def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxh
         mean_dxhat_xhat = sum_dxhat_xhat[r, g] * inv_count
         for c in range(g * per_group, (g + 1) * per_group):
             weight = gamma[c]
+            scale = weight * inv
+            shift = beta[c]
             for p in range(positions):
+                grad = dy[n, c, p]
+                if relu and not _relu_passes(x[n, c, p], mu, scale, shift, zero_below):
+                    grad = 0.0
                 xhat = (x[n, c, p] - mu) * inv
-                dx[n, c, p] = inv * (weight * dy[n, c, p] - mean_dxhat - xhat * mean_dxhat_xhat)
+                dx[n, c, p] = inv * (weight * grad - mean_dxhat - xhat * mean_dxhat_xhat)
 
 
 @njit(parallel=True, cache=True)
@@ -271,37 +309,55 @@ def count_batch(num_batches_tracked) -> None:
     num_batches_tracked[...] += 1
 
 
-def normalize(x3, mean, invstd, gamma, beta):
-    """y3 = γ·x̂ + β for x3 (N, C, P) and (R, G) statistics; γ = 1, β = 0 when None."""
+def normalize(x3, mean, invstd, gamma, beta, residual3=None, relu: bool = False):
+    """y3 = γ·x̂ + β for x3 (N, C, P) and (R, G) statistics; γ = 1, β = 0 when None.
+
+    Fused in the same pass: y3 = ReLU(γ·x̂ + β + residual3) when ``residual3`` (like x3) is
+    given, y3 = ReLU(γ·x̂ + β) when ``relu``; bit for bit the separate layers' result.
+    """
     channels = x3.shape[1]
-    gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
-    beta = np.zeros(channels, x3.dtype) if beta is None else beta
+    gamma, beta = _affine_defaults(gamma, beta, channels, x3.dtype)
     y3 = np.empty_like(x3)
-    _normalize_kernel(x3, mean, invstd, gamma, beta, y3)
+    add_residual = residual3 is not None
+    residual3 = np.ascontiguousarray(residual3) if add_residual else x3
+    _normalize_kernel(x3, mean, invstd, gamma, beta, residual3, add_residual, relu, y3)
     return y3
 
 
-def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool):
+def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool, beta=None, relu: bool = False):
     """(dx3, dγ (C,), dβ (C,)) for y3 = γ·x̂ + β; formulas in ``numbanet.norm``.
 
     ``fixed_statistics``: mean and invstd are constants (running statistics), not functions of x.
+    ``relu``: the forward was ``normalize(..., relu=True)`` and dy3 is the gradient of its
+    ReLU output: dy3·[γ·x̂ + β > 0] is used, the mask recomputed from x3 (β needed).
     """
     channels = x3.shape[1]
-    gamma = np.ones(channels, x3.dtype) if gamma is None else gamma
+    gamma, beta = _affine_defaults(gamma, beta, channels, x3.dtype)
+    zero_below = formulas.relu_zero_below(x3.dtype)
     dy3 = np.ascontiguousarray(dy3, dtype=x3.dtype)
     dgamma, dbeta = np.empty(channels), np.empty(channels)
-    _affine_param_grads_kernel(dy3, x3, mean, invstd, dgamma, dbeta)
+    _affine_param_grads_kernel(dy3, x3, mean, invstd, gamma, beta, relu, zero_below, dgamma, dbeta)
     if fixed_statistics:
         sum_dxhat, sum_dxhat_xhat = np.zeros_like(mean), np.zeros_like(mean)
     elif mean.shape == (1, channels):
         # one block per channel spanning the batch (BatchNorm): the block sums are γ·dβ and γ·dγ
         sum_dxhat, sum_dxhat_xhat = (gamma * dbeta)[None], (gamma * dgamma)[None]
+    elif relu:
+        raise ValueError("normalize_backward: the fused ReLU is for BatchNorm's statistics, one block per "
+                         f"channel, got statistics of shape {mean.shape} for {channels} channels")
     else:
         sum_dxhat, sum_dxhat_xhat = np.empty_like(mean), np.empty_like(mean)
         _block_grad_sums_kernel(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat)
     dx3 = np.empty_like(x3)
-    _normalized_input_grad_kernel(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx3)
+    _normalized_input_grad_kernel(dy3, x3, mean, invstd, gamma, beta, relu, zero_below, sum_dxhat,
+                                  sum_dxhat_xhat, dx3)
     return dx3, dgamma.astype(x3.dtype), dbeta.astype(x3.dtype)
+
+
+def _affine_defaults(gamma, beta, channels: int, dtype):
+    """(γ, β) as given, or ones / zeros of (channels,) where None."""
+    return (np.ones(channels, dtype) if gamma is None else gamma,
+            np.zeros(channels, dtype) if beta is None else beta)
 
 
 def lrn_scale(x3, size: int, alpha: float, k: float, beta: float):

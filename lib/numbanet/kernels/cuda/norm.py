@@ -28,6 +28,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from .. import formulas
 from ._common import REDUCE_SHARED, block_sum, empty, fill, launch_1d, reduce_threads, scratch
 
 
@@ -159,23 +160,45 @@ def update_running(running_mean, running_var, mean, var, count: int, momentum: f
 
 # -- normalise and its backward ------------------------------------------------------------------
 
+@cuda.jit(device=True)
+def _normalized(value, mu, scale, shift):
+    """(value − μ)·scale + shift in float64: the forward and the fused ReLU's mask use this one
+    expression, so they round (and contract into an FMA) alike."""
+    return (value - mu) * scale + shift
+
+
 @cuda.jit
-def _normalize_kernel(x, mean, invstd, gamma, beta, out):
-    """out[n, c, p] = (x[n, c, p] − mean[r, g]) · γ_c·invstd[r, g] + β_c."""
+def _normalize_kernel(x, mean, invstd, gamma, beta, residual, add_residual, relu, out):
+    """out[n, c, p] = (x[n, c, p] − mean[r, g]) · γ_c·invstd[r, g] + β_c; then, fused,
+    out ← ReLU(out + residual) (``add_residual``) or ReLU(out) (``relu``), reading the stored
+    value back so that it is the separate layers' result bit for bit (``kernels.cpu.norm``)."""
     i = cuda.grid(1)
     if i < x.size:
         _, channels, positions = x.shape
         rows, groups = mean.shape
         n, c, p = unravel3(i, channels, positions)
         r, g = _statistics_index(n, c, rows, channels // groups)
-        out[n, c, p] = (x[n, c, p] - mean[r, g]) * (gamma[c] * invstd[r, g]) + beta[c]
+        out[n, c, p] = _normalized(x[n, c, p], mean[r, g], gamma[c] * invstd[r, g], beta[c])
+        if add_residual:
+            out[n, c, p] = formulas.relu(float64(out[n, c, p] + residual[n, c, p]), 0.0, 0.0)
+        elif relu:
+            out[n, c, p] = formulas.relu(float64(out[n, c, p]), 0.0, 0.0)
+
+
+@cuda.jit(device=True)
+def _masked_grad(dy, x, mu, inv, gamma, beta, relu, zero_below):
+    """dy as float64, or for the fused ReLU dy·[normalised x, rounded to the dtype, > 0]."""
+    if relu and not _normalized(x, mu, gamma * inv, beta) > zero_below:
+        return 0.0
+    return float64(dy)
 
 
 @cuda.jit
-def _affine_param_grads_kernel(dy, x, mean, invstd, gamma, per_channel_blocks, dgamma, dbeta,
-                               sum_dxhat, sum_dxhat_xhat):
+def _affine_param_grads_kernel(dy, x, mean, invstd, gamma, beta, relu, zero_below, per_channel_blocks,
+                               dgamma, dbeta, sum_dxhat, sum_dxhat_xhat):
     """Channel c per CUDA block: dβ_c = Σ_{n,p} dy,  dγ_c = Σ_{n,p} dy·x̂ (stored in the parameters' dtype).
 
+    ``relu``: dy is masked by the fused ReLU (``_masked_grad``).
     ``per_channel_blocks`` (BatchNorm: one statistics block per channel over the batch): the
     backward's block sums are then γ_c·dβ_c and γ_c·dγ_c, written here in float64.
     """
@@ -190,7 +213,8 @@ def _affine_param_grads_kernel(dy, x, mean, invstd, gamma, per_channel_blocks, d
         n = k // positions
         p = k - n * positions
         r = n if rows > 1 else 0
-        grad = float64(dy[n, c, p])
+        grad = _masked_grad(dy[n, c, p], x[n, c, p], mean[r, g], invstd[r, g], gamma[c], beta[c], relu,
+                            zero_below)
         total += grad
         total_xhat += grad * (x[n, c, p] - mean[r, g]) * invstd[r, g]
     total = block_sum(shared, total)
@@ -228,8 +252,10 @@ def _block_grad_sums_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xha
 
 
 @cuda.jit
-def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat, dx):
-    """dx = invstd · (γ_c·dy − (Σ dx̂ + x̂·Σ dx̂·x̂) / m); zero sums give the affine map's γ_c·invstd·dy."""
+def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, beta, relu, zero_below, sum_dxhat,
+                                  sum_dxhat_xhat, dx):
+    """dx = invstd · (γ_c·dy − (Σ dx̂ + x̂·Σ dx̂·x̂) / m); zero sums give the affine map's γ_c·invstd·dy.
+    ``relu``: dy masked as in ``_affine_param_grads_kernel``."""
     i = cuda.grid(1)
     if i < x.size:
         n_batch, channels, positions = x.shape
@@ -239,8 +265,9 @@ def _normalized_input_grad_kernel(dy, x, mean, invstd, gamma, sum_dxhat, sum_dxh
         r, g = _statistics_index(n, c, rows, per_group)
         inv = invstd[r, g]
         inv_count = 1.0 / _block_count(n_batch, rows, per_group, positions)
+        grad = _masked_grad(dy[n, c, p], x[n, c, p], mean[r, g], inv, gamma[c], beta[c], relu, zero_below)
         xhat = (x[n, c, p] - mean[r, g]) * inv
-        dx[n, c, p] = inv * (gamma[c] * dy[n, c, p] - sum_dxhat[r, g] * inv_count
+        dx[n, c, p] = inv * (gamma[c] * grad - sum_dxhat[r, g] * inv_count
                              - xhat * (sum_dxhat_xhat[r, g] * inv_count))
 
 
@@ -253,30 +280,40 @@ def _affine_or_default(array, channels: int, dtype, value: float):
     return default
 
 
-def normalize(x3, mean, invstd, gamma, beta):
-    """y3 = γ_c·(x3 − mean)·invstd + β_c for x3 (N, C, P) and (R, G) statistics; γ = 1, β = 0 when None."""
+def normalize(x3, mean, invstd, gamma, beta, residual3=None, relu: bool = False):
+    """y3 = γ_c·(x3 − mean)·invstd + β_c for x3 (N, C, P) and (R, G) statistics; γ = 1, β = 0 when None.
+    Fused: ReLU(… + residual3) with ``residual3``, ReLU(…) with ``relu`` (as ``kernels.cpu.norm``)."""
     channels = x3.shape[1]
     gamma = _affine_or_default(gamma, channels, x3.dtype, 1.0)
     beta = _affine_or_default(beta, channels, x3.dtype, 0.0)
     y3 = empty(x3.shape, x3.dtype)
+    add_residual = residual3 is not None
     if x3.size:
-        _normalize_kernel[launch_1d(x3.size)](x3, mean, invstd, gamma, beta, y3)
+        _normalize_kernel[launch_1d(x3.size)](x3, mean, invstd, gamma, beta, residual3 if add_residual else x3,
+                                              add_residual, relu, y3)
     return y3
 
 
-def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool):
+def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool, beta=None, relu: bool = False):
     """(dx3, dγ (C,), dβ (C,)) for y3 = normalize(x3, mean, invstd, γ, β), all in x3's dtype.
 
     ``fixed_statistics``: mean and invstd are constants (running statistics), not functions of x.
+    ``relu``: the forward was ``normalize(..., relu=True)``; dy3 is masked by its ReLU (recomputed).
     """
     n_batch, channels, positions = x3.shape
     rows, groups = mean.shape
     gamma = _affine_or_default(gamma, channels, x3.dtype, 1.0)
+    beta = _affine_or_default(beta, channels, x3.dtype, 0.0)
+    zero_below = formulas.relu_zero_below(x3.dtype)
     dgamma, dbeta = empty((channels,), x3.dtype), empty((channels,), x3.dtype)
     sum_dxhat, sum_dxhat_xhat = empty((rows, groups), np.float64), empty((rows, groups), np.float64)
     per_channel_blocks = rows == 1 and groups == channels and not fixed_statistics
+    if relu and not (per_channel_blocks or fixed_statistics):
+        raise ValueError("normalize_backward: the fused ReLU is for BatchNorm's statistics, one block per "
+                         f"channel, got statistics of shape {mean.shape} for {channels} channels")
     _affine_param_grads_kernel[channels, reduce_threads(n_batch * positions)](
-        dy3, x3, mean, invstd, gamma, per_channel_blocks, dgamma, dbeta, sum_dxhat, sum_dxhat_xhat)
+        dy3, x3, mean, invstd, gamma, beta, relu, zero_below, per_channel_blocks, dgamma, dbeta, sum_dxhat,
+        sum_dxhat_xhat)
     if fixed_statistics:
         fill(sum_dxhat, 0.0)
         fill(sum_dxhat_xhat, 0.0)
@@ -286,8 +323,8 @@ def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool):
             dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat)
     dx3 = empty(x3.shape, x3.dtype)
     if x3.size:
-        _normalized_input_grad_kernel[launch_1d(x3.size)](dy3, x3, mean, invstd, gamma, sum_dxhat,
-                                                          sum_dxhat_xhat, dx3)
+        _normalized_input_grad_kernel[launch_1d(x3.size)](dy3, x3, mean, invstd, gamma, beta, relu, zero_below,
+                                                          sum_dxhat, sum_dxhat_xhat, dx3)
     return dx3, dgamma, dbeta
 
 
