@@ -8,9 +8,16 @@ device arrays.  A layer validates its input, then calls ``backend(x).<concept>.<
 
 The scalar formulas both devices compile are in ``kernels.formulas``.  ``kernels.cuda`` is
 imported on the first device array, so ``import numbanet`` never imports ``numba.cuda``.
+
+Every kernel is cached on disk (``cache=True``); ``kernels._cache`` makes a cached kernel
+invalid when any file of this package changes, not only its own.
 """
 from ..device import is_cuda
-from . import cpu
+from . import _cache
+
+_cache.install()  # before any kernel is decorated
+
+from . import cpu  # noqa: E402
 
 
 def backend(x):

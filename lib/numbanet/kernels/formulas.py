@@ -26,9 +26,8 @@ argument, so nothing overflows for any finite input (|x| = 1000 included)::
 The optimizer updates take one element of the parameter, its gradient and its state and
 return the new values (formulas in ``numbanet.optim``).
 
-Numba's on-disk cache (``cache=True``) checks only the source file of the cached kernel: after
-editing a formula here, delete ``lib/numbanet/kernels/cpu/__pycache__`` (or touch the kernel
-files) so that the CPU kernels are recompiled.
+The kernels' on-disk cache is keyed on every file of ``numbanet.kernels`` (``kernels._cache``):
+after an edit here the kernels that compile these formulas are recompiled, not loaded stale.
 """
 import math
 
