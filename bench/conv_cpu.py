@@ -48,6 +48,7 @@ import torch  # noqa: E402
 
 from numba import njit, prange  # noqa: E402
 
+import numbanet  # noqa: E402
 from numbanet.conv import conv2d, conv2d_backward_input, conv2d_backward_weight  # noqa: E402
 from numbanet.kernels.cpu.conv import _per_task  # noqa: E402
 from numbanet.kernels.cpu import blas  # noqa: E402
@@ -157,7 +158,7 @@ def main() -> int:
                              ratio, th_min / nb_min, gemm_med * 1e3, th_med / gemm_med))
     load_after = os.getloadavg()
     print(f"conv2d {dtype}, {ARGS.threads} threads, median of {ARGS.repeats} interleaved runs "
-          f"(numbanet BLAS: {blas.blas_backend()}; torch {torch.__version__}, numpy {np.__version__}); load average {load_before[0]:.1f} before, "
+          f"(numbanet BLAS: {blas.blas_backend()}, malloc {numbanet.malloc_state()}; torch {torch.__version__}, numpy {np.__version__}); load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after (on {os.cpu_count()} CPUs)")
     header = (f"{'shape':30s} {'op':8s} {'numbanet ms':>11s} {'torch ms':>9s} {'nb GF/s':>8s} {'th GF/s':>8s} "
               f"{'torch/nb':>9s} {'min ratio':>9s} {'GEMM ms':>8s} {'ceiling':>8s}")
@@ -177,6 +178,7 @@ def main() -> int:
         with open(ARGS.json, "w") as f:
             json.dump({"threads": ARGS.threads, "repeats": ARGS.repeats, "dtype": str(dtype),
                        "blas": blas.blas_backend(),
+                       "malloc": numbanet.malloc_state(),
                        "load_average": {"before": load_before, "after": load_after},
                        "rows": [dict(zip(keys, row)) for row in rows], "geometric_mean": geo,
                        "geometric_mean_of_min": geo_min, "geometric_mean_ceiling": geo_ceiling}, f, indent=1)

@@ -279,7 +279,7 @@ def main() -> int:
     load_after = os.getloadavg()
 
     print(f"one training step (forward, loss, backward, SGD), batch {ARGS.batch}, {ARGS.threads} threads, "
-          f"median of {ARGS.repeats} interleaved steps (numbanet BLAS: {nb.blas_backend()}; torch {torch.__version__}, numpy {np.__version__}); "
+          f"median of {ARGS.repeats} interleaved steps (numbanet BLAS: {nb.blas_backend()}, malloc {nb.malloc_state()}, for both libraries; torch {torch.__version__}, numpy {np.__version__}); "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     header = (f"{'model':10s} {'params':>8s} {'numbanet ms':>11s} {'torch ms':>9s} {'nb/torch':>9s} "
               f"{'nb peak MiB':>11s} {'(step)':>7s} {'torch peak MiB':>14s} {'(step)':>7s}")
@@ -297,6 +297,7 @@ def main() -> int:
         ARGS.json.parent.mkdir(parents=True, exist_ok=True)
         ARGS.json.write_text(json.dumps({
             "threads": ARGS.threads, "batch": ARGS.batch, "repeats": ARGS.repeats, "blas": nb.blas_backend(),
+            "malloc": nb.malloc_state(),
             "torch": torch.__version__, "numpy": np.__version__,
             "load_average": {"before": load_before, "after": load_after}, "models": results}, indent=1))
         print(f"wrote {ARGS.json}")
