@@ -109,6 +109,7 @@ bench: install-test
 	NUMBANET_BLAS=openblas $(PY) bench/train_step.py --json bench/out/train_step_openblas.json
 	$(PY) bench/startup.py --json bench/out/startup.json
 	$(PY) bench/scaling.py --out bench/out
+	$(PY) bench/resnet20_convs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
