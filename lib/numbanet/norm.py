@@ -146,6 +146,10 @@ def _normalize(x, x3, mean, invstd, gamma, beta, fixed_statistics: bool, residua
     normalisation's); y = ReLU(γ·x̂ + β) with ``relu``, whose backward ``_normalize_backward``
     applies (the mask is recomputed from x).
     """
+    if (relu or residual is not None) and mean.shape != (1, x3.shape[1]):
+        # the backward kernels mask dy only where a block is one channel over the batch
+        raise ValueError("the fused ReLU is for BatchNorm's statistics, one block per channel, got statistics "
+                         f"of shape {mean.shape} for {x3.shape[1]} channels")
     residual3 = None if residual is None else residual.reshape(x3.shape)
     y3 = backend(x3).norm.normalize(x3, mean, invstd, gamma, beta, residual3, relu)
     relu_mask = relu and residual is None

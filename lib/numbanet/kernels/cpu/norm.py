@@ -342,9 +342,6 @@ def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool, bet
     elif mean.shape == (1, channels):
         # one block per channel spanning the batch (BatchNorm): the block sums are γ·dβ and γ·dγ
         sum_dxhat, sum_dxhat_xhat = (gamma * dbeta)[None], (gamma * dgamma)[None]
-    elif relu:
-        raise ValueError("normalize_backward: the fused ReLU is for BatchNorm's statistics, one block per "
-                         f"channel, got statistics of shape {mean.shape} for {channels} channels")
     else:
         sum_dxhat, sum_dxhat_xhat = np.empty_like(mean), np.empty_like(mean)
         _block_grad_sums_kernel(dy3, x3, mean, invstd, gamma, sum_dxhat, sum_dxhat_xhat)

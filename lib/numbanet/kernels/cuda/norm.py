@@ -308,9 +308,6 @@ def normalize_backward(dy3, x3, mean, invstd, gamma, fixed_statistics: bool, bet
     dgamma, dbeta = empty((channels,), x3.dtype), empty((channels,), x3.dtype)
     sum_dxhat, sum_dxhat_xhat = empty((rows, groups), np.float64), empty((rows, groups), np.float64)
     per_channel_blocks = rows == 1 and groups == channels and not fixed_statistics
-    if relu and not (per_channel_blocks or fixed_statistics):
-        raise ValueError("normalize_backward: the fused ReLU is for BatchNorm's statistics, one block per "
-                         f"channel, got statistics of shape {mean.shape} for {channels} channels")
     _affine_param_grads_kernel[channels, reduce_threads(n_batch * positions)](
         dy3, x3, mean, invstd, gamma, beta, relu, zero_below, per_channel_blocks, dgamma, dbeta, sum_dxhat,
         sum_dxhat_xhat)
