@@ -37,6 +37,14 @@ between: the thread pool starts once per convolution instead of three times per
 chunk, and BLAS's own worker threads, which spin for ~0.1 s after every GEMM and
 then starve Numba's threads, never run.
 
+Every product's task is a small function (``_row_shift_forward_task``, ...) and one parallel
+driver, ``conv_tasks``, runs the tasks of any of them.  The task functions are inlined into the
+driver by Numba (``inline="always"``) rather than compiled on their own: Numba compiles a
+parallel function four times over (its loop body and three wrappers, each with a copy of every
+helper it calls), so one driver and no intermediate functions compile ``gemm``, ``_im2row`` and
+``_im2col`` far fewer times.  Measured with ``bench/startup.py`` (ResNet-20's first step, cold
+cache): 16.7 s with a driver per product, 14.2 s with the one driver.
+
 Inner loops index views that start at 0 (``dst[start:stop]``, then ``dst[t]``): with a
 runtime offset inside the index (``dst[start + t] = src[offset + t]``) LLVM's vector loop was
 measured 3x slower on these copies.
@@ -318,163 +326,163 @@ def _matrix(buffer, rows, cols):
 
 
 # ---------------------------------------------------------------------------------------
-# Parallel drivers: one per convolution product (the module docstring says how they split).
+# One task of each convolution product: the samples n0 <= n < n1, lowered into ``ws`` (the
+# slot's workspace row), multiplied and written back.  ``conv_tasks`` runs them in parallel.
 # ---------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
-def row_shift_conv(x, w_rows, bias, ph, pw, sw, wo, per_task, workspace, out):
-    """out (N, K, Ho*wo) = bias + conv(x, W) for vertical stride 1 (row-shift lowering).
-
-    x (N, C, H, W) unpadded; w_rows (kh*K, C*kw) = W rearranged (``conv._row_shift_weights``);
-    workspace (slots, per_task*Hp*wo*(C*kw + kh*K)), one row per parallel slot.
-    """
-    n_batch, channels, height, _ = x.shape
-    k = bias.shape[0]
-    kh = w_rows.shape[0] // k
-    kw = w_rows.shape[1] // channels
-    hp = height + 2 * ph
-    tasks = (n_batch + per_task - 1) // per_task
-    slots = workspace.shape[0]
-    for slot in prange(slots):
-        for task in range(slot, tasks, slots):
-            n0, n1 = _task_samples(task, per_task, n_batch)
-            columns = (n1 - n0) * hp * wo
-            rows = _matrix(workspace[slot], channels * kw, columns)
-            z = _matrix(workspace[slot, channels * kw * columns:], kh * k, columns)
-            _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
-            gemm(w_rows, rows, z, 0.0, np.False_, np.False_)
-            _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
-
-
-@njit(parallel=True, cache=True)
-def row_shift_weight_grad(dy, x, ph, pw, sw, wo, per_task, workspace, partials):
-    """partials[g] ((kh*K), C*kw) = Σ over the tasks g, g + G, ... of dy_shift @ rowsᵀ (G = slots).
-
-    dy (N, K, Ho*wo), x (N, C, H, W) the forward input; workspace (G, per_task*Hp*Wo*(C*kw + kh*K)).
-    Each task's product is accumulated into its partial sum by the GEMM itself (beta = 1).  The
-    caller adds the G partial sums in order and rearranges to (K, C, kh, kw).
-    """
-    n_batch, channels, height, _ = x.shape
-    k = dy.shape[1]
-    kh = partials.shape[1] // k
-    kw = partials.shape[2] // channels
-    hp = height + 2 * ph
-    tasks = (n_batch + per_task - 1) // per_task
-    groups = partials.shape[0]
-    for group in prange(groups):
-        acc = partials[group]
-        acc[:, :] = 0
-        for task in range(group, tasks, groups):
-            n0, n1 = _task_samples(task, per_task, n_batch)
-            columns = (n1 - n0) * hp * wo
-            rows = _matrix(workspace[group], channels * kw, columns)
-            shifted = _matrix(workspace[group, channels * kw * columns:], kh * k, columns)
-            _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
-            _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
-            gemm(shifted, rows, acc, 1.0, np.False_, np.True_)
-
-
-@njit(parallel=True, cache=True)
-def im2col_conv(x, w2, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
-    """out (N, K, Ho*Wo) = bias + W (K, C*kh*kw) @ im2col(x padded by (ph, pw)), x (N, C, H, W).
-
-    workspace (slots, per_task*Ho*Wo*(C*kh*kw + K)).
-    """
-    n_batch, channels = x.shape[0], x.shape[1]
-    k = w2.shape[0]
-    positions = ho * wo
-    tasks = (n_batch + per_task - 1) // per_task
-    slots = workspace.shape[0]
-    for slot in prange(slots):
-        for task in range(slot, tasks, slots):
-            n0, n1 = _task_samples(task, per_task, n_batch)
-            columns = (n1 - n0) * positions
-            cols = _matrix(workspace[slot], channels * kh * kw, columns)
-            y = _matrix(workspace[slot, channels * kh * kw * columns:], k, columns)
-            _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            gemm(w2, cols, y, 0.0, np.False_, np.False_)
-            _unfold_output(y, n0, n1, bias, out)
-
-
-@njit(parallel=True, cache=True)
-def col2im_input_grad(dy, w2t, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, dx):
-    """dx (N, C, H, W) = col2im(Wᵀ (C*kh*kw, K) @ dy): the input's gradient, any stride and padding.
-
-    dy (N, K, Ho*Wo); workspace (slots, per_task*Ho*Wo*(K + C*kh*kw)).
-    """
-    n_batch, k, positions = dy.shape
-    channels = dx.shape[1]
-    tasks = (n_batch + per_task - 1) // per_task
-    slots = workspace.shape[0]
-    for slot in prange(slots):
-        for task in range(slot, tasks, slots):
-            n0, n1 = _task_samples(task, per_task, n_batch)
-            columns = (n1 - n0) * positions
-            grad = _matrix(workspace[slot], k, columns)
-            dcols = _matrix(workspace[slot, k * columns:], channels * kh * kw, columns)
-            _channel_major(dy, n0, n1, grad)
-            gemm(w2t, grad, dcols, 0.0, np.False_, np.False_)
-            _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx)
-
-
-@njit(parallel=True, cache=True)
-def im2col_weight_grad(dy, x, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, partials):
-    """partials[g] (K, C*kh*kw) = Σ over the tasks g, g + G, ... of dy (K, n*P) @ im2col(x padded)ᵀ.
-
-    dy (N, K, Ho*Wo); workspace (G, per_task*Ho*Wo*(K + C*kh*kw)); each task's product is accumulated
-    by the GEMM (beta = 1); the caller adds the partial sums in order.
-    """
-    n_batch, k, positions = dy.shape
+@njit(inline="always")
+def _row_shift_forward_task(x, w_rows, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws, out):
+    """out[n0:n1] = bias + conv(x[n0:n1], W), vertical stride 1: ``_im2row``, one GEMM with
+    w_rows (kh*K, C*kw), ``_sum_row_shifts``; ws holds rows (C*kw, cols) then z (kh*K, cols)."""
     channels = x.shape[1]
-    tasks = (n_batch + per_task - 1) // per_task
-    groups = partials.shape[0]
-    for group in prange(groups):
-        acc = partials[group]
-        acc[:, :] = 0
-        for task in range(group, tasks, groups):
-            n0, n1 = _task_samples(task, per_task, n_batch)
-            columns = (n1 - n0) * positions
-            grad = _matrix(workspace[group], k, columns)
-            cols = _matrix(workspace[group, k * columns:], channels * kh * kw, columns)
-            _channel_major(dy, n0, n1, grad)
-            _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
-            gemm(grad, cols, acc, 1.0, np.False_, np.True_)
+    hp = x.shape[2] + 2 * ph
+    columns = (n1 - n0) * hp * wo
+    rows = _matrix(ws, channels * kw, columns)
+    z = _matrix(ws[channels * kw * columns:], w_rows.shape[0], columns)
+    _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
+    gemm(w_rows, rows, z, 0.0, np.False_, np.False_)
+    _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
 
 
-@njit(parallel=True, cache=True)
-def pointwise_conv(x, w2, bias, out):
-    """out[n] = w2 (K, C) @ x[n] (C, P) + bias for x (N, C, P), out (N, K, P): a 1x1 stride-1 convolution.
+@njit(inline="always")
+def _row_shift_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sw, wo, ws, acc):
+    """acc (kh*K, C*kw) += dy_shift @ rowsᵀ over the samples n0..n1 (the GEMM accumulates, beta = 1)."""
+    channels = x.shape[1]
+    hp = x.shape[2] + 2 * ph
+    columns = (n1 - n0) * hp * wo
+    rows = _matrix(ws, channels * kw, columns)
+    shifted = _matrix(ws[channels * kw * columns:], acc.shape[0], columns)
+    _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
+    _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
+    gemm(shifted, rows, acc, 1.0, np.False_, np.True_)
 
-    One sample per iteration, no copies; ``bias`` may be all zeros.
-    """
-    n_batch, channels, positions = out.shape
-    for n in prange(n_batch):
+
+@njit(inline="always")
+def _im2col_forward_task(x, w2, bias, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, out):
+    """out[n0:n1] = bias + W (K, C*kh*kw) @ im2col(x[n0:n1]); ws holds cols then y (K, cols)."""
+    columns = (n1 - n0) * ho * wo
+    depth = w2.shape[1]
+    cols = _matrix(ws, depth, columns)
+    y = _matrix(ws[depth * columns:], w2.shape[0], columns)
+    _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
+    gemm(w2, cols, y, 0.0, np.False_, np.False_)
+    _unfold_output(y, n0, n1, bias, out)
+
+
+@njit(inline="always")
+def _im2col_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, acc):
+    """acc (K, C*kh*kw) += dy (K, cols) @ im2col(x[n0:n1])ᵀ (the GEMM accumulates, beta = 1)."""
+    columns = (n1 - n0) * ho * wo
+    grad = _matrix(ws, acc.shape[0], columns)
+    cols = _matrix(ws[acc.shape[0] * columns:], acc.shape[1], columns)
+    _channel_major(dy, n0, n1, grad)
+    _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
+    gemm(grad, cols, acc, 1.0, np.False_, np.True_)
+
+
+@njit(inline="always")
+def _col2im_input_grad_task(dy, w2t, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, dx):
+    """dx[n0:n1] = col2im(Wᵀ (C*kh*kw, K) @ dy[n0:n1]); ws holds grad (K, cols) then dcols."""
+    columns = (n1 - n0) * ho * wo
+    grad = _matrix(ws, w2t.shape[1], columns)
+    dcols = _matrix(ws[w2t.shape[1] * columns:], w2t.shape[0], columns)
+    _channel_major(dy, n0, n1, grad)
+    gemm(w2t, grad, dcols, 0.0, np.False_, np.False_)
+    _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx)
+
+
+@njit(inline="always")
+def _pointwise_forward_task(x, w2, bias, n0, n1, out):
+    """out[n] = w2 (K, C) @ x[n] (C, H*W) + bias for n0 <= n < n1: a 1x1 stride-1 convolution, no copies."""
+    channels, positions = x.shape[1], x.shape[2] * x.shape[3]
+    for n in range(n0, n1):
         dst = out[n]
-        gemm(w2, x[n], dst, 0.0, np.False_, np.False_)
-        for k in range(channels):
+        gemm(w2, x[n].reshape((channels, positions)), dst, 0.0, np.False_, np.False_)
+        for k in range(dst.shape[0]):
             b = bias[k]
             row = dst[k]
             for p in range(positions):
                 row[p] += b
 
 
-@njit(parallel=True, cache=True)
-def pointwise_matmul(w2t, dy, dx):
-    """dx[n] = w2t (C, K) @ dy[n] (K, P) for every sample: a 1x1 stride-1 convolution's input gradient."""
-    for n in prange(dy.shape[0]):
-        gemm(w2t, dy[n], dx[n], 0.0, np.False_, np.False_)
+@njit(inline="always")
+def _pointwise_input_grad_task(dy, w2t, n0, n1, dx):
+    """dx[n] = w2t (C, K) @ dy[n] (K, H*W) for n0 <= n < n1."""
+    channels, positions = dx.shape[1], dx.shape[2] * dx.shape[3]
+    for n in range(n0, n1):
+        gemm(w2t, dy[n], dx[n].reshape((channels, positions)), 0.0, np.False_, np.False_)
+
+
+@njit(inline="always")
+def _pointwise_weight_grad_task(dy, x, n0, n1, acc):
+    """acc (K, C) += Σ_{n0 <= n < n1} dy[n] (K, H*W) @ x[n]ᵀ, accumulated by the GEMM."""
+    channels, positions = x.shape[1], x.shape[2] * x.shape[3]
+    for n in range(n0, n1):
+        gemm(dy[n], x[n].reshape((channels, positions)), acc, 1.0, np.False_, np.True_)
+
+
+# The products ``conv_tasks`` runs (its ``product`` argument).
+ROW_SHIFT_FORWARD, ROW_SHIFT_WEIGHT_GRAD = 0, 1
+IM2COL_FORWARD, IM2COL_WEIGHT_GRAD, COL2IM_INPUT_GRAD = 2, 3, 4
+POINTWISE_FORWARD, POINTWISE_INPUT_GRAD, POINTWISE_WEIGHT_GRAD = 5, 6, 7
 
 
 @njit(parallel=True, cache=True)
-def pointwise_weight_grad(dy, x, partials):
-    """partials[g] (K, C) = Σ_{n = g, g + G, ...} dy[n] (K, P) @ x[n]ᵀ (P, C), accumulated by the GEMM."""
-    n_batch = dy.shape[0]
-    groups = partials.shape[0]
-    for group in prange(groups):
-        acc = partials[group]
-        acc[:, :] = 0
-        for n in range(group, n_batch, groups):
-            gemm(dy[n], x[n], acc, 1.0, np.False_, np.True_)
+def conv_tasks(product, x, dy, w, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task, workspace, out):
+    """Run every task of one convolution ``product`` in parallel: the single parallel region of a
+    convolution (the module docstring says how the batch is split).
+
+    Parallel iteration ``slot`` of ``workspace.shape[0]`` takes tasks slot, slot + slots, ... of
+    ``per_task`` samples each and runs the product's task function in its workspace row.  The
+    arrays each product reads and writes (the others are empty placeholders of the same dtype):
+
+    ======================  =========================  ==========================  ===================
+    product                 x (N, C, H, W)             dy (N, K, Ho*Wo), w, bias    out
+    ======================  =========================  ==========================  ===================
+    ROW_SHIFT_FORWARD       input                      w = w_rows, bias            y (N, K, Ho*Wo)
+    IM2COL_FORWARD          input                      w = W (K, C*kh*kw), bias    y (N, K, Ho*Wo)
+    POINTWISE_FORWARD       input                      w = W (K, C), bias          y (N, K, H*W)
+    ROW_SHIFT_WEIGHT_GRAD   input                      dy                          partials (G, kh*K, C*kw)
+    IM2COL_WEIGHT_GRAD      input                      dy                          partials (G, K, C*kh*kw)
+    POINTWISE_WEIGHT_GRAD   input                      dy                          partials (G, K, C)
+    COL2IM_INPUT_GRAD       dx (written)               dy, w = Wᵀ (C*kh*kw, K)     -
+    POINTWISE_INPUT_GRAD    dx (written)               dy, w = Wᵀ (C, K)           -
+    ======================  =========================  ==========================  ===================
+
+    A weight gradient's slot g zeroes its partial sum out[g] and accumulates its tasks into it
+    (G = slots = ``WEIGHT_GRAD_GROUPS``); the caller adds the partial sums in order.
+
+    One driver for all eight products, with the task functions inlined, because of compile time
+    (the module docstring has the measurement).
+    """
+    n_batch = x.shape[0]
+    tasks = (n_batch + per_task - 1) // per_task
+    slots = workspace.shape[0]
+    weight_grad = product == ROW_SHIFT_WEIGHT_GRAD or product == IM2COL_WEIGHT_GRAD \
+        or product == POINTWISE_WEIGHT_GRAD
+    for slot in prange(slots):
+        ws = workspace[slot]
+        if weight_grad:
+            acc = out[slot]
+            acc[:, :] = 0
+        for task in range(slot, tasks, slots):
+            n0, n1 = _task_samples(task, per_task, n_batch)
+            if product == ROW_SHIFT_FORWARD:
+                _row_shift_forward_task(x, w, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws, out)
+            elif product == ROW_SHIFT_WEIGHT_GRAD:
+                _row_shift_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sw, wo, ws, out[slot])
+            elif product == IM2COL_FORWARD:
+                _im2col_forward_task(x, w, bias, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, out)
+            elif product == IM2COL_WEIGHT_GRAD:
+                _im2col_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, out[slot])
+            elif product == COL2IM_INPUT_GRAD:
+                _col2im_input_grad_task(dy, w, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, x)
+            elif product == POINTWISE_FORWARD:
+                _pointwise_forward_task(x, w, bias, n0, n1, out)
+            elif product == POINTWISE_INPUT_GRAD:
+                _pointwise_input_grad_task(dy, w, n0, n1, x)
+            else:
+                _pointwise_weight_grad_task(dy, x, n0, n1, out[slot])
 
 
 # -- the operations (same names and arguments as kernels.cuda.conv) --------------------------------
@@ -504,6 +512,24 @@ def _slots() -> int:
     return get_num_threads()
 
 
+def _run(product: int, x: np.ndarray, *, per_task: int, workspace: np.ndarray, dy=None, w=None, bias=None,
+         out=None, geometry=(0, 0, 0, 0, 0, 0, 0, 0)) -> None:
+    """``conv_tasks`` for one product, BLAS kept to one thread per call; the arrays the product does not
+    use are passed as empty placeholders, and geometry = (ph, pw, kh, kw, sh, sw, ho, wo)."""
+    def placeholder(array, ndim):
+        return np.empty((0,) * ndim, x.dtype) if array is None else array
+    with single_threaded():
+        conv_tasks(product, x, placeholder(dy, 3), placeholder(w, 2), placeholder(bias, 1),
+                   *(int(g) for g in geometry), per_task, workspace, placeholder(out, 3))
+
+
+def _per_slot(n: int, dtype) -> tuple[int, np.ndarray]:
+    """(samples per task, empty workspace) for the 1x1 products, which need no lowering: each slot
+    takes one contiguous block of samples."""
+    slots = _slots()
+    return -(-n // slots), np.empty((slots, 0), dtype)
+
+
 def _is_pointwise(kernel_hw, stride, padding) -> bool:
     return tuple(kernel_hw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
@@ -521,9 +547,8 @@ def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding
     k, _, kh, kw = weight.shape
     block = (h + 2 * padding[0]) * wo
     per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, _slots())
-    with single_threaded():
-        row_shift_conv(x, _row_shift_weights(weight), bias, padding[0], padding[1], sw, wo, per_task,
-                       workspace, out)
+    _run(ROW_SHIFT_FORWARD, x, w=_row_shift_weights(weight), bias=bias, out=out, per_task=per_task,
+         workspace=workspace, geometry=(padding[0], padding[1], kh, kw, 1, sw, 0, wo))
 
 
 def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
@@ -540,15 +565,14 @@ def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     positions = ho * wo
     y = np.empty((n, k, positions), x.dtype)
     if _is_pointwise((kh, kw), stride, padding):
-        with single_threaded():
-            pointwise_conv(x.reshape(n, c, -1), w2, bias, y)
+        per_task, workspace = _per_slot(n, x.dtype)
+        _run(POINTWISE_FORWARD, x, w=w2, bias=bias, out=y, per_task=per_task, workspace=workspace)
     elif stride[0] == 1:
         _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
     else:
         per_task, workspace = _tasks(n, (c * kh * kw + k) * positions, x.dtype, _slots())
-        with single_threaded():
-            im2col_conv(x, w2, bias, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
-                        workspace, y)
+        _run(IM2COL_FORWARD, x, w=w2, bias=bias, out=y, per_task=per_task, workspace=workspace,
+             geometry=(padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo))
     return y.reshape(n, k, ho, wo)
 
 
@@ -560,34 +584,38 @@ def conv2d_backward_input(dy, weight, input_shape, stride=(1, 1), padding=(0, 0)
     k, _, kh, kw = weight.shape
     ho, wo = dy.shape[2:]
     w2t = np.ascontiguousarray(weight.reshape(k, -1).T)
+    dx = np.empty((n, c, h, w), dy.dtype)
     if _is_pointwise((kh, kw), stride, padding):
-        dx = np.empty((n, c, h * w), dy.dtype)
-        with single_threaded():
-            pointwise_matmul(w2t, dy.reshape(n, k, -1), dx)
-        return dx.reshape(n, c, h, w)
+        per_task, workspace = _per_slot(n, dy.dtype)
+        _run(POINTWISE_INPUT_GRAD, dx, dy=dy.reshape(n, k, -1), w=w2t, per_task=per_task, workspace=workspace)
+        return dx
     ph, pw = padding
     if stride == (1, 1) and ph < kh and pw < kw:
         # dx = conv2d(dy, flipped kernel with in/out swapped, padding k−1−p): a forward pass.
         flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        dx = np.empty((n, c, h * w), dy.dtype)
-        _conv_row_shift(dy, flipped, np.zeros(c, dy.dtype), (kh - 1 - ph, kw - 1 - pw), 1, w, dx)
-        return dx.reshape(n, c, h, w)
-    dx = np.empty((n, c, h, w), dy.dtype)
+        _conv_row_shift(dy, flipped, np.zeros(c, dy.dtype), (kh - 1 - ph, kw - 1 - pw), 1, w, dx.reshape(n, c, -1))
+        return dx
     positions = ho * wo
     per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, dy.dtype, _slots())
-    with single_threaded():
-        col2im_input_grad(dy.reshape(n, k, -1), w2t, ph, pw, kh, kw, stride[0], stride[1], ho, wo, per_task,
-                          workspace, dx)
+    _run(COL2IM_INPUT_GRAD, dx, dy=dy.reshape(n, k, -1), w=w2t, per_task=per_task, workspace=workspace,
+         geometry=(ph, pw, kh, kw, stride[0], stride[1], ho, wo))
     return dx
 
 
 def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), bias: bool = True):
     """(dw, db) = (∂L/∂w of shape ``weight_shape``, ∂L/∂b of shape (K,)) from dy and the forward input x;
-    db is None when not ``bias``."""
+    db is None when not ``bias``.
+
+    The weight gradient is summed into ``WEIGHT_GRAD_GROUPS`` partial sums (one per slot of
+    ``conv_tasks``), added here in order.  For vertical stride 1 (row-shift) the partial sums are
+    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)], with
+    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked) and
+    rows = ``_im2row(x padded)``, rearranged to (K, C, kh, kw) at the end.
+    """
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     k, c, kh, kw = weight_shape
-    n = x.shape[0]
+    n, _, h, _ = x.shape
     ho, wo = dy.shape[2:]
     positions = ho * wo
     dy3 = dy.reshape(n, k, -1)
@@ -596,36 +624,20 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), b
         db = np.empty(k, x.dtype)
         channel_sum(dy3, db)
     groups = WEIGHT_GRAD_GROUPS
+    geometry = (padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo)
     if _is_pointwise((kh, kw), stride, padding):
         partials = np.empty((groups, k, c), x.dtype)
-        with single_threaded():
-            pointwise_weight_grad(dy3, x.reshape(n, c, -1), partials)
+        _run(POINTWISE_WEIGHT_GRAD, x, dy=dy3, out=partials, per_task=1, workspace=np.empty((groups, 0), x.dtype))
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
-        return _backward_weight_row_shift(dy3, x, weight_shape, padding, stride[1], wo), db
+        block = (h + 2 * padding[0]) * wo
+        per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups)
+        partials = np.empty((groups, kh * k, c * kw), x.dtype)
+        _run(ROW_SHIFT_WEIGHT_GRAD, x, dy=dy3, out=partials, per_task=per_task, workspace=workspace,
+             geometry=geometry)
+        dw_rows = partials.sum(axis=0)
+        return np.ascontiguousarray(dw_rows.reshape(kh, k, c, kw).transpose(1, 2, 0, 3)), db
     per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups)
     partials = np.empty((groups, k, c * kh * kw), x.dtype)
-    with single_threaded():
-        im2col_weight_grad(dy3, x, padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo, per_task,
-                           workspace, partials)
+    _run(IM2COL_WEIGHT_GRAD, x, dy=dy3, out=partials, per_task=per_task, workspace=workspace, geometry=geometry)
     return partials.sum(axis=0).reshape(weight_shape), db
-
-
-def _backward_weight_row_shift(dy3: np.ndarray, x: np.ndarray, weight_shape, padding, sw: int,
-                               wo: int) -> np.ndarray:
-    """dW (K, C, kh, kw) for vertical stride 1, from dy (N, K, Ho*Wo) and the forward input x (N, C, H, W).
-
-    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)], with
-    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked) and
-    rows = ``_im2row(x padded)``, both built per task (``row_shift_weight_grad``).
-    """
-    k, c, kh, kw = weight_shape
-    n, _, h, _ = x.shape
-    block = (h + 2 * padding[0]) * wo
-    groups = WEIGHT_GRAD_GROUPS
-    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups)
-    partials = np.empty((groups, kh * k, c * kw), x.dtype)
-    with single_threaded():
-        row_shift_weight_grad(dy3, x, padding[0], padding[1], sw, wo, per_task, workspace, partials)
-    dw_rows = partials.sum(axis=0)
-    return np.ascontiguousarray(dw_rows.reshape(kh, k, c, kw).transpose(1, 2, 0, 3))
