@@ -79,16 +79,12 @@ def lowering_gemms(op, n, c, k, h, w, ks, s, p, itemsize):
     ho, wo = (h + 2 * p - ks) // s + 1, (w + 2 * p - ks) // s + 1
     if ks == 1 and s == 1 and p == 0:  # pointwise: one product per sample
         return {"forward": (k, c, h * w, n), "dX": (c, k, h * w, n), "dW": (k, h * w, c, n)}[op]
-    if s == 1:  # row-shift: columns are padded rows x output width
+    if s == 1:  # row-shift: one GEMM per sample and vertical tap, on a window of the rows
         if op == "dX":  # a forward pass of dy with the flipped kernel, padding ks-1-p
-            block = (ho + 2 * (ks - 1 - p)) * w
-            per = _per_task(n, (k * ks + ks * c) * block * itemsize)
-            return ks * c, k * ks, per * block, -(-n // per)
-        block = (h + 2 * p) * wo
-        per = _per_task(n, (c * ks + ks * k) * block * itemsize)
+            return c, k * ks, h * w, n * ks
         if op == "forward":
-            return ks * k, c * ks, per * block, -(-n // per)
-        return ks * k, per * block, c * ks, -(-n // per)
+            return k, c * ks, ho * wo, n * ks
+        return k, ho * wo, c * ks, n * ks
     per = _per_task(n, (c * ks * ks + k) * ho * wo * itemsize)  # im2col
     columns = per * ho * wo
     return {"forward": (k, c * ks * ks, columns), "dX": (c * ks * ks, k, columns),

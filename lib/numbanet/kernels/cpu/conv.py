@@ -8,13 +8,15 @@ in BLAS.  Two lowerings are used.  The operation-level functions at the end
 **Row-shift (vertical stride 1, the common case).**  Only the kw horizontal taps
 are unrolled (``_im2row``), a 3x3 kernel copies the input 3 times instead of 9::
 
-    rows[(c, j), (n, h, ow)] = x_pad[n, c, h, ow*sw + j]           (C*kw, n*Hp*Wo), h < Hp
-    Z[(i, k), (n, h, ow)]    = W[k, c, i, j] @ rows                  ((kh*K), n*Hp*Wo), one GEMM
-    y[n, k, oh, ow]          = b[k] + Σ_i Z[(i, k), (n, oh + i, ow)]  (``_sum_row_shifts``)
+    rows[(c, j), (n, h, ow)] = x_pad[n, c, h, ow*sw + j]                 (C*kw, n*Hp*Wo), h < Hp
+    W_i[k, (c, j)]           = W[k, c, i, j]                              (K, C*kw), one per tap i
+    y[n, k, (oh, ow)]        = b[k] + Σ_i W_i @ rows[:, (n, oh + i, ow)]  (K, Ho*Wo) per sample
 
-The vertical taps are a shift by i rows of the GEMM output, summed in one pass that
-also adds the bias and writes NCHW.  dW uses the same ``rows`` with the gradient
-shifted the other way (``_shifted_grad``): dW[:, :, i, :] = dY_shift_i @ rowsᵀ.
+Vertical tap i reads the rows of x_pad shifted down by i: in ``rows`` that is the window of
+columns starting i*Wo further on, so each tap is one GEMM on a column window of ``rows``
+(BLAS takes the row stride), added straight into the sample's NCHW output (beta = 1, the
+bias written first).  No product is computed for the padded rows, and nothing is summed
+or rearranged afterwards.  dW uses the same windows: dW_i += dy[n] @ rows[:, (n, i + oh, ow)]ᵀ.
 
 **im2col (vertical stride > 1)**::
 
@@ -165,49 +167,6 @@ def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
 
 
 @njit(cache=True)
-def _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out):
-    """out[n, k, oh*wo + ow] = bias[k] + Σ_{i<kh} z[i*K + k, ((n-n0)*hp + oh + i)*wo + ow].
-
-    z (kh*K, (n1-n0)*hp*wo) is a task's row-shift GEMM output, out (N, K, Ho*wo) the NCHW
-    result.  The kh terms are added in the fixed order i = 0, 1, ...
-    """
-    channels, positions = out.shape[1], out.shape[2]
-    block = hp * wo
-    for n in range(n0, n1):
-        offset = (n - n0) * block
-        for k in range(channels):
-            dst = out[n, k]
-            b = bias[k]
-            first = z[k, offset:offset + positions]
-            for p in range(positions):
-                dst[p] = first[p] + b
-            for i in range(1, kh):
-                src = z[i * channels + k, offset + i * wo:offset + i * wo + positions]
-                for p in range(positions):
-                    dst[p] += src[p]
-
-
-@njit(cache=True)
-def _shifted_grad(dy, n0, n1, kh, hp, wo, out):
-    """out[i*K + k, ((n-n0)*hp + h)*wo + ow] = dy[n, k, (h - i)*wo + ow] if i <= h < i + Ho, else 0.
-
-    dy (N, K, Ho*wo): the gradient moved down by i rows inside each sample's hp-row block,
-    for i = 0..kh-1 stacked, so that dW needs one GEMM with ``_im2row``'s rows.
-    """
-    channels, positions = dy.shape[1], dy.shape[2]
-    block = hp * wo
-    for i in range(kh):
-        for k in range(channels):
-            dst = out[i * channels + k]
-            for n in range(n0, n1):
-                offset = (n - n0) * block
-                start = offset + i * wo
-                _zero(dst[offset:start])
-                _copy(dst[start:start + positions], dy[n, k])
-                _zero(dst[start + positions:offset + block])
-
-
-@njit(cache=True)
 def _phase_split(plane, sw, phases):
     """phases[r, h, q] = plane[h, q*sw + r]: the columns of each row of one (H, W) plane grouped by
     their remainder mod sw, so that a tap of a horizontally strided window reads a contiguous run."""
@@ -332,29 +291,44 @@ def _matrix(buffer, rows, cols):
 
 @njit(inline="always")
 def _row_shift_forward_task(x, w_rows, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws, out):
-    """out[n0:n1] = bias + conv(x[n0:n1], W), vertical stride 1: ``_im2row``, one GEMM with
-    w_rows (kh*K, C*kw), ``_sum_row_shifts``; ws holds rows (C*kw, cols) then z (kh*K, cols)."""
-    channels = x.shape[1]
+    """out[n] = bias + Σ_i W_i @ rows_n[:, i*wo : i*wo + Ho*wo] for n0 <= n < n1 (vertical stride 1).
+
+    rows (C*kw, (n1-n0)*Hp*wo) = ``_im2row`` of the task's samples, in ``ws``; W_i (K, C*kw) =
+    rows i*K..(i+1)*K of w_rows.  Vertical tap i is the column window of rows shifted down by i
+    rows, so each tap is one GEMM that adds straight into the NCHW output (beta = 1).
+    """
+    channels, k = x.shape[1], bias.shape[0]
     hp = x.shape[2] + 2 * ph
-    columns = (n1 - n0) * hp * wo
-    rows = _matrix(ws, channels * kw, columns)
-    z = _matrix(ws[channels * kw * columns:], w_rows.shape[0], columns)
+    positions = out.shape[2]
+    rows = _matrix(ws, channels * kw, (n1 - n0) * hp * wo)
     _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
-    gemm(w_rows, rows, z, 0.0, np.False_, np.False_)
-    _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
+    for n in range(n0, n1):
+        dst = out[n]
+        for kk in range(k):
+            row = dst[kk]
+            b = bias[kk]
+            for p in range(positions):
+                row[p] = b
+        first = (n - n0) * hp * wo
+        for i in range(kh):
+            start = first + i * wo
+            gemm(w_rows[i * k:(i + 1) * k], rows[:, start:start + positions], dst, 1.0, np.False_, np.False_)
 
 
 @njit(inline="always")
 def _row_shift_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sw, wo, ws, acc):
-    """acc (kh*K, C*kw) += dy_shift @ rowsᵀ over the samples n0..n1 (the GEMM accumulates, beta = 1)."""
-    channels = x.shape[1]
+    """acc[i*K:(i+1)*K] (K, C*kw) += dy[n] @ rows_n[:, i*wo : i*wo + Ho*wo]ᵀ for every tap i and
+    n0 <= n < n1: the adjoint of ``_row_shift_forward_task``, each product accumulated by the GEMM."""
+    channels, k = x.shape[1], dy.shape[1]
     hp = x.shape[2] + 2 * ph
-    columns = (n1 - n0) * hp * wo
-    rows = _matrix(ws, channels * kw, columns)
-    shifted = _matrix(ws[channels * kw * columns:], acc.shape[0], columns)
+    positions = dy.shape[2]
+    rows = _matrix(ws, channels * kw, (n1 - n0) * hp * wo)
     _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
-    _shifted_grad(dy, n0, n1, kh, hp, wo, shifted)
-    gemm(shifted, rows, acc, 1.0, np.False_, np.True_)
+    for n in range(n0, n1):
+        first = (n - n0) * hp * wo
+        for i in range(kh):
+            start = first + i * wo
+            gemm(dy[n], rows[:, start:start + positions], acc[i * k:(i + 1) * k], 1.0, np.False_, np.True_)
 
 
 @njit(inline="always")
@@ -501,10 +475,11 @@ def _per_task(n: int, sample_bytes: int) -> int:
     return -(-n // tasks)
 
 
-def _tasks(n: int, sample_elements: int, dtype, slots: int) -> tuple[int, np.ndarray]:
+def _tasks(n: int, sample_elements: int, dtype, slots: int, other_elements: int = 0) -> tuple[int, np.ndarray]:
     """(samples per task, workspace): a task holds ``sample_elements`` numbers per sample (its
-    lowered matrices), the workspace (slots, per_task*sample_elements) one row per slot."""
-    per_task = _per_task(n, sample_elements * np.dtype(dtype).itemsize)
+    lowered matrices), the workspace (slots, per_task*sample_elements) one row per slot; it also
+    touches ``other_elements`` numbers per sample outside the workspace (the output it writes)."""
+    per_task = _per_task(n, (sample_elements + other_elements) * np.dtype(dtype).itemsize)
     return per_task, scratch("conv.workspace", (slots, per_task * sample_elements), dtype)
 
 
@@ -546,7 +521,7 @@ def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding
     n, c, h, _ = x.shape
     k, _, kh, kw = weight.shape
     block = (h + 2 * padding[0]) * wo
-    per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, _slots())
+    per_task, workspace = _tasks(n, c * kw * block, x.dtype, _slots(), k * out.shape[2])
     _run(ROW_SHIFT_FORWARD, x, w=_row_shift_weights(weight), bias=bias, out=out, per_task=per_task,
          workspace=workspace, geometry=(padding[0], padding[1], kh, kw, 1, sw, 0, wo))
 
@@ -631,7 +606,7 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), b
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         block = (h + 2 * padding[0]) * wo
-        per_task, workspace = _tasks(n, (c * kw + kh * k) * block, x.dtype, groups)
+        per_task, workspace = _tasks(n, c * kw * block, x.dtype, groups, k * positions)
         partials = np.empty((groups, kh * k, c * kw), x.dtype)
         _run(ROW_SHIFT_WEIGHT_GRAD, x, dy=dy3, out=partials, per_task=per_task, workspace=workspace,
              geometry=geometry)
