@@ -50,7 +50,7 @@ from numba import njit, prange  # noqa: E402
 
 import numbanet  # noqa: E402
 from numbanet.conv import conv2d, conv2d_backward_input, conv2d_backward_weight  # noqa: E402
-from numbanet.kernels.cpu.conv import _per_task  # noqa: E402
+from numbanet.kernels.cpu.conv import STACKED_WEIGHT_GRAD_BELOW, _per_task  # noqa: E402
 from numbanet.kernels.cpu import blas  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -84,7 +84,11 @@ def lowering_gemms(op, n, c, k, h, w, ks, s, p, itemsize):
             return c, k * ks, h * w, n * ks
         if op == "forward":
             return k, c * ks, ho * wo, n * ks
-        return k, ho * wo, c * ks, n * ks
+        if k >= STACKED_WEIGHT_GRAD_BELOW:
+            return k, ho * wo, c * ks, n * ks
+        block = (h + 2 * p) * wo  # few channels: one stacked product per task
+        per = _per_task(n, (c * ks + ks * k) * block * itemsize)
+        return ks * k, per * block, c * ks, -(-n // per)
     per = _per_task(n, (c * ks * ks + k) * ho * wo * itemsize)  # im2col
     columns = per * ho * wo
     return {"forward": (k, c * ks * ks, columns), "dX": (c * ks * ks, k, columns),

@@ -1,5 +1,6 @@
 """Conv2d and the functional convolution against PyTorch, numeric gradients and bad input."""
 import re
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -55,6 +56,25 @@ def test_conv2d_matches_torch(cfg):
     assert_close(layer.weight.grad, wt.grad, dtype, "dw")
     if cfg["bias"]:
         assert_close(layer.bias.grad, bt.grad, dtype, "db")
+
+
+@given(conv_configs(), st.sampled_from(["per-tap", "stacked"]))
+def test_row_shift_weight_grad_both_products_match_torch(cfg, product):
+    """Row-shift dW is computed by per-sample GEMMs per tap (many output channels) or by one stacked
+    GEMM per task (few): the hypothesis shapes have few channels, so each product is forced here."""
+    rng = np.random.default_rng(cfg["seed"])
+    dtype = np.dtype(cfg["dtype"])
+    x = make_input(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["contiguous"])
+    w = rng.standard_normal((cfg["k"], cfg["c"], *cfg["kernel"])).astype(dtype)
+    stride = (1, cfg["stride"][1])  # vertical stride 1: the row-shift lowering
+    xt, wt = tensor(x), tensor(w)
+    yt = torch.nn.functional.conv2d(xt, wt, None, stride, cfg["padding"])
+    dy = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+    yt.backward(torch.from_numpy(dy))
+    threshold = 0 if product == "per-tap" else 10**9
+    with mock.patch.object(nb.kernels.cpu.conv, "STACKED_WEIGHT_GRAD_BELOW", threshold):
+        dw, _ = F.conv2d_backward_weight(dy, x, w.shape, stride, cfg["padding"], bias=False)
+    assert_close(dw, wt.grad, dtype, f"dw ({product})")
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (1, 1, 0), (1, 2, 0), ((2, 3), (2, 1), (1, 0))])
