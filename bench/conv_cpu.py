@@ -50,7 +50,7 @@ from numba import njit, prange  # noqa: E402
 
 import numbanet  # noqa: E402
 from numbanet.conv import conv2d, conv2d_backward_input, conv2d_backward_weight  # noqa: E402
-from numbanet.kernels.cpu.conv import STACKED_WEIGHT_GRAD_BELOW, _per_task  # noqa: E402
+from numbanet.kernels.cpu.conv import _per_task, _per_tap  # noqa: E402
 from numbanet.kernels.cpu import blas  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -79,16 +79,17 @@ def lowering_gemms(op, n, c, k, h, w, ks, s, p, itemsize):
     ho, wo = (h + 2 * p - ks) // s + 1, (w + 2 * p - ks) // s + 1
     if ks == 1 and s == 1 and p == 0:  # pointwise: one product per sample
         return {"forward": (k, c, h * w, n), "dX": (c, k, h * w, n), "dW": (k, h * w, c, n)}[op]
-    if s == 1:  # row-shift: one GEMM per sample and vertical tap, on a window of the rows
-        if op == "dX":  # a forward pass of dy with the flipped kernel, padding ks-1-p
-            return c, k * ks, h * w, n * ks
-        if op == "forward":
-            return k, c * ks, ho * wo, n * ks
-        if k >= STACKED_WEIGHT_GRAD_BELOW:
-            return k, ho * wo, c * ks, n * ks
-        block = (h + 2 * p) * wo  # few channels: one stacked product per task
+    if s == 1:  # row-shift: per-sample GEMMs per vertical tap, or one stacked GEMM per task
+        if op == "dX":  # a forward pass of dy (k channels) with the flipped kernel (c outputs), padding ks-1-p
+            k, c, h, wo = c, k, ho, w
+            p = ks - 1 - p
+        block = (h + 2 * p) * wo
+        if _per_tap(k):
+            return (k, c * ks, ho * wo, n * ks) if op != "dW" else (k, ho * wo, c * ks, n * ks)
         per = _per_task(n, (c * ks + ks * k) * block * itemsize)
-        return ks * k, per * block, c * ks, -(-n // per)
+        if op == "dW":
+            return ks * k, per * block, c * ks, -(-n // per)
+        return ks * k, c * ks, per * block, -(-n // per)
     per = _per_task(n, (c * ks * ks + k) * ho * wo * itemsize)  # im2col
     columns = per * ho * wo
     return {"forward": (k, c * ks * ks, columns), "dX": (c * ks * ks, k, columns),

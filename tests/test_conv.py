@@ -59,21 +59,25 @@ def test_conv2d_matches_torch(cfg):
 
 
 @given(conv_configs(), st.sampled_from(["per-tap", "stacked"]))
-def test_row_shift_weight_grad_both_products_match_torch(cfg, product):
-    """Row-shift dW is computed by per-sample GEMMs per tap (many output channels) or by one stacked
-    GEMM per task (few): the hypothesis shapes have few channels, so each product is forced here."""
+def test_row_shift_both_products_match_torch(cfg, product):
+    """The row-shift lowering multiplies either per sample and vertical tap or with one stacked GEMM
+    per task, chosen by the BLAS and the channel count (``_per_tap``): each is forced here, on the
+    hypothesis shapes, for the forward pass, dX (a row-shift forward of dy) and dW."""
     rng = np.random.default_rng(cfg["seed"])
     dtype = np.dtype(cfg["dtype"])
     x = make_input(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["contiguous"])
     w = rng.standard_normal((cfg["k"], cfg["c"], *cfg["kernel"])).astype(dtype)
+    b = rng.standard_normal(cfg["k"]).astype(dtype)
     stride = (1, cfg["stride"][1])  # vertical stride 1: the row-shift lowering
-    xt, wt = tensor(x), tensor(w)
-    yt = torch.nn.functional.conv2d(xt, wt, None, stride, cfg["padding"])
+    xt, wt, bt = tensor(x), tensor(w), tensor(b)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride, cfg["padding"])
     dy = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     yt.backward(torch.from_numpy(dy))
-    threshold = 0 if product == "per-tap" else 10**9
-    with mock.patch.object(nb.kernels.cpu.conv, "STACKED_WEIGHT_GRAD_BELOW", threshold):
-        dw, _ = F.conv2d_backward_weight(dy, x, w.shape, stride, cfg["padding"], bias=False)
+    with mock.patch.object(nb.kernels.cpu.conv, "_per_tap", lambda channels: product == "per-tap"):
+        y = F.conv2d(x, w, b, stride, cfg["padding"])
+        dx, dw, _ = F.conv2d_backward(dy, x, w, stride, cfg["padding"])
+    assert_close(y, yt, dtype, f"forward ({product})")
+    assert_close(dx, xt.grad, dtype, f"dx ({product})")
     assert_close(dw, wt.grad, dtype, f"dw ({product})")
 
 

@@ -60,14 +60,23 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..._workspace import scratch
-from .blas import gemm, single_threaded
+from .blas import blas_backend, gemm, single_threaded
 
-# Row-shift dW with fewer output channels than this uses one stacked GEMM per task
-# (``_row_shift_stacked_weight_grad_task``), else per-sample GEMMs per tap.  Measured with
-# bench/resnet20_convs.py and bench/conv_cpu.py: stacked is faster for K = 16 and 32 (6.1 vs
-# 8.0 ms, 5.0 vs 5.4 ms), per tap for K = 64 and 128 (5.5 vs 4.9 ms on 8x8, 0.88 vs 0.98 x torch
-# on 32x32).
-STACKED_WEIGHT_GRAD_BELOW = 64
+# Row-shift products come in two forms: per-sample GEMMs, one per vertical tap, on windows of the
+# rows (``_row_shift_forward_task``: no padded rows computed, no pass afterwards, but GEMMs with
+# only K rows), or one stacked GEMM per task with kh*K rows (``_row_shift_stacked_*``).  Which is
+# faster depends on the BLAS and on K, measured with bench/conv_cpu.py and bench/resnet20_convs.py:
+# with MKL, per tap from K = 64 on (the 16x16, 128-channel forward 17.3 -> 14.1 ms; ResNet-20's
+# 8x8 64-channel layers 5.2 -> 4.3 ms), stacked below (ResNet-20's 16-channel dW 6.1 vs 8.0 ms);
+# with OpenBLAS, whose GEMM is slow on few rows, stacked everywhere (32x32 64-channel forward
+# 18.8 vs 19.8 ms, dX 18.4 vs 21.9 ms).
+PER_TAP_FROM_CHANNELS = 64
+
+
+def _per_tap(channels_out: int) -> bool:
+    """Whether a row-shift product with this many output channels uses the per-tap GEMMs."""
+    return blas_backend() == "mkl" and channels_out >= PER_TAP_FROM_CHANNELS
+
 
 # Partial sums of a weight gradient: a fixed count, so that the summation order (and so
 # the float result) does not depend on how many threads run the groups.
@@ -171,6 +180,29 @@ def _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows):
                     continue
                 for h in range(height):
                     _fill_row(dst[start + h * wo:start + (h + 1) * wo], lo, hi, x[n, c, h, first:], sw)
+
+
+@njit(cache=True)
+def _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out):
+    """out[n, k, oh*wo + ow] = bias[k] + Σ_{i<kh} z[i*K + k, ((n-n0)*hp + oh + i)*wo + ow].
+
+    z (kh*K, (n1-n0)*hp*wo) is a task's row-shift GEMM output, out (N, K, Ho*wo) the NCHW
+    result.  The kh terms are added in the fixed order i = 0, 1, ...
+    """
+    channels, positions = out.shape[1], out.shape[2]
+    block = hp * wo
+    for n in range(n0, n1):
+        offset = (n - n0) * block
+        for k in range(channels):
+            dst = out[n, k]
+            b = bias[k]
+            first = z[k, offset:offset + positions]
+            for p in range(positions):
+                dst[p] = first[p] + b
+            for i in range(1, kh):
+                src = z[i * channels + k, offset + i * wo:offset + i * wo + positions]
+                for p in range(positions):
+                    dst[p] += src[p]
 
 
 @njit(cache=True)
@@ -374,6 +406,21 @@ def _row_shift_forward_task(x, w_rows, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws,
 
 
 @njit(inline="always")
+def _row_shift_stacked_forward_task(x, w_rows, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws, out):
+    """out[n0:n1] = bias + conv(x[n0:n1], W) with one GEMM for the task: z (kh*K, cols) = w_rows @ rows
+    over every padded row, then ``_sum_row_shifts`` adds the kh row-shifted blocks of z; ws holds
+    rows (C*kw, cols) then z."""
+    channels = x.shape[1]
+    hp = x.shape[2] + 2 * ph
+    columns = (n1 - n0) * hp * wo
+    rows = _matrix(ws, channels * kw, columns)
+    z = _matrix(ws[channels * kw * columns:], w_rows.shape[0], columns)
+    _im2row(x, n0, n1, ph, pw, kw, sw, wo, rows)
+    gemm(w_rows, rows, z, 0.0, np.False_, np.False_)
+    _sum_row_shifts(z, n0, n1, kh, hp, wo, bias, out)
+
+
+@njit(inline="always")
 def _row_shift_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sw, wo, ws, acc):
     """acc[i*K:(i+1)*K] (K, C*kw) += dy[n] @ rows_n[:, i*wo : i*wo + Ho*wo]ᵀ for every tap i and
     n0 <= n < n1: the adjoint of ``_row_shift_forward_task``, each product accumulated by the GEMM."""
@@ -469,7 +516,8 @@ def _pointwise_weight_grad_task(dy, x, n0, n1, acc):
 
 
 # The products ``conv_tasks`` runs (its ``product`` argument).
-ROW_SHIFT_FORWARD, ROW_SHIFT_WEIGHT_GRAD, ROW_SHIFT_STACKED_WEIGHT_GRAD = 0, 1, 8
+ROW_SHIFT_FORWARD, ROW_SHIFT_WEIGHT_GRAD = 0, 1
+ROW_SHIFT_STACKED_FORWARD, ROW_SHIFT_STACKED_WEIGHT_GRAD = 8, 9
 IM2COL_FORWARD, IM2COL_WEIGHT_GRAD, COL2IM_INPUT_GRAD = 2, 3, 4
 POINTWISE_FORWARD, POINTWISE_INPUT_GRAD, POINTWISE_WEIGHT_GRAD = 5, 6, 7
 
@@ -487,6 +535,7 @@ def conv_tasks(product, x, dy, w, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task
     product                        x (N, C, H, W)  dy (N, K, Ho*Wo), w, bias  out
     =============================  ==============  =========================  ========================
     ROW_SHIFT_FORWARD              input           w = w_rows, bias           y (N, K, Ho*Wo)
+    ROW_SHIFT_STACKED_FORWARD      input           w = w_rows, bias           y (N, K, Ho*Wo)
     IM2COL_FORWARD                 input           w = W (K, C*kh*kw), bias   y (N, K, Ho*Wo)
     POINTWISE_FORWARD              input           w = W (K, C), bias         y (N, K, H*W)
     ROW_SHIFT_WEIGHT_GRAD          input           dy                         partials (G, kh*K, C*kw)
@@ -517,6 +566,8 @@ def conv_tasks(product, x, dy, w, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task
             n0, n1 = _task_samples(task, per_task, n_batch)
             if product == ROW_SHIFT_FORWARD:
                 _row_shift_forward_task(x, w, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws, out)
+            elif product == ROW_SHIFT_STACKED_FORWARD:
+                _row_shift_stacked_forward_task(x, w, bias, n0, n1, ph, pw, kh, kw, sw, wo, ws, out)
             elif product == ROW_SHIFT_WEIGHT_GRAD:
                 _row_shift_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sw, wo, ws, out[slot])
             elif product == ROW_SHIFT_STACKED_WEIGHT_GRAD:
@@ -597,8 +648,13 @@ def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding
     n, c, h, _ = x.shape
     k, _, kh, kw = weight.shape
     block = (h + 2 * padding[0]) * wo
-    per_task, workspace = _tasks(n, c * kw * block, x.dtype, _slots(), k * out.shape[2])
-    _run(ROW_SHIFT_FORWARD, x, w=_row_shift_weights(weight), bias=bias, out=out, per_task=per_task,
+    if _per_tap(k):
+        product, per_task, workspace = ROW_SHIFT_FORWARD, *_tasks(n, c * kw * block, x.dtype, _slots(),
+                                                                  k * out.shape[2])
+    else:
+        product, per_task, workspace = ROW_SHIFT_STACKED_FORWARD, *_tasks(n, (c * kw + kh * k) * block,
+                                                                          x.dtype, _slots())
+    _run(product, x, w=_row_shift_weights(weight), bias=bias, out=out, per_task=per_task,
          workspace=workspace, geometry=(padding[0], padding[1], kh, kw, 1, sw, 0, wo))
 
 
@@ -682,7 +738,7 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), b
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         block = (h + 2 * padding[0]) * wo
-        if k >= STACKED_WEIGHT_GRAD_BELOW:
+        if _per_tap(k):
             product, per_task, workspace = ROW_SHIFT_WEIGHT_GRAD, *_tasks(n, c * kw * block, x.dtype, groups,
                                                                           k * positions)
         else:
