@@ -142,12 +142,19 @@ def gemm(a, b, out, beta=0.0, transpose_a=False, transpose_b=False):
     accumulates into ``out`` (a weight gradient's partial sum, with no extra pass).
     Row-major C = A B is computed as the column-major product Cᵀ = Bᵀ Aᵀ.
 
-    Numba compiles gemm once per combination of argument types, ~1 s each, and layouts, an
-    omitted ``beta`` and a literal ``True``/``False`` are types of their own.  So the kernels pass
-    row-major arrays (the flags, not ``x.T`` views), every argument, and the flags as
-    ``np.False_``/``np.True_`` (plain booleans to Numba): one compiled version per dtype serves
-    every product.
+    Numba compiles a function once per combination of argument types, ~1 s for this one, and an
+    array's layout, an omitted ``beta`` and a literal ``True``/``False`` are types of their own.
+    So ``gemm`` itself only passes ``a`` and ``b`` on as ``a[:, :]``, which Numba types as arrays of
+    any layout whatever the caller has (row-major, a transposed view, a window of columns), and
+    the work is in ``_gemm``, compiled once per dtype; the kernels pass every argument, and the flags as ``np.False_``/``np.True_``
+    (plain booleans to Numba).
     """
+    _gemm(a[:, :], b[:, :], out, beta, transpose_a, transpose_b)
+
+
+@njit(cache=True)
+def _gemm(a, b, out, beta, transpose_a, transpose_b):
+    """``gemm`` for a and b of any layout (see there)."""
     m = a.shape[1] if transpose_a else a.shape[0]
     k = a.shape[0] if transpose_a else a.shape[1]
     n = b.shape[0] if transpose_b else b.shape[1]

@@ -40,12 +40,13 @@ chunk, and BLAS's own worker threads, which spin for ~0.1 s after every GEMM and
 then starve Numba's threads, never run.
 
 Every product's task is a small function (``_row_shift_forward_task``, ...) and one parallel
-driver, ``conv_tasks``, runs the tasks of any of them.  The task functions are inlined into the
-driver by Numba (``inline="always"``) rather than compiled on their own: Numba compiles a
-parallel function four times over (its loop body and three wrappers, each with a copy of every
-helper it calls), so one driver and no intermediate functions compile ``gemm``, ``_im2row`` and
-``_im2col`` far fewer times.  Measured with ``bench/startup.py`` (ResNet-20's first step, cold
-cache): 16.7 s with a driver per product, 14.2 s with the one driver.
+driver, ``conv_tasks``, runs the tasks of any of them (the 1x1 products, which lower nothing,
+have their own, ``pointwise_tasks``).  The task functions are inlined into the driver by Numba
+(``inline="always"``) rather than compiled on their own: Numba compiles a parallel function four
+times over (its loop body and three wrappers, each with a copy of every helper it calls), so one
+driver and no intermediate functions compile ``gemm``, ``_im2row`` and ``_im2col`` far fewer
+times.  Measured with ``bench/startup.py`` (ResNet-20's first step, cold cache), on the products
+of the time: 16.7 s with a driver per product, 14.2 s with the one driver.
 
 Inner loops index views that start at 0 (``dst[start:stop]``, then ``dst[t]``): with a
 runtime offset inside the index (``dst[start + t] = src[offset + t]``) LLVM's vector loop was
@@ -338,20 +339,6 @@ def _col2im(dcols, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, dx):
 
 
 @njit(cache=True)
-def _unfold_output(y_knp, n0, n1, bias, out):
-    """out[n, k, p] = y_knp[k, (n-n0)*P + p] + bias[k]: a task's GEMM result (K, n*P) -> NCHW (N, K, P)."""
-    channels, positions = out.shape[1], out.shape[2]
-    for n in range(n0, n1):
-        offset = (n - n0) * positions
-        for k in range(channels):
-            src = y_knp[k, offset:offset + positions]
-            dst = out[n, k]
-            b = bias[k]
-            for p in range(positions):
-                dst[p] = src[p] + b
-
-
-@njit(cache=True)
 def _channel_major(a, n0, n1, out):
     """out[k, (n-n0)*P + p] = a[n, k, p]: NCHW (N, K, P) -> a task's GEMM layout (K, n*P)."""
     positions = a.shape[2]
@@ -460,7 +447,7 @@ def _im2col_forward_task(x, w2, bias, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws
     y = _matrix(ws[depth * columns:], w2.shape[0], columns)
     _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols)
     gemm(w2, cols, y, 0.0, np.False_, np.False_)
-    _unfold_output(y, n0, n1, bias, out)
+    _sum_row_shifts(y, n0, n1, 1, ho, wo, bias, out)  # one "shift": y (K, cols) -> NCHW plus bias
 
 
 @njit(inline="always")
@@ -487,39 +474,62 @@ def _col2im_input_grad_task(dy, w2t, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws,
 
 @njit(inline="always")
 def _pointwise_forward_task(x, w2, bias, n0, n1, out):
-    """out[n] = w2 (K, C) @ x[n] (C, H*W) + bias for n0 <= n < n1: a 1x1 stride-1 convolution, no copies."""
-    channels, positions = x.shape[1], x.shape[2] * x.shape[3]
+    """out[n] = w2 (K, C) @ x[n] (C, P) + bias for n0 <= n < n1: a 1x1 stride-1 convolution, no copies."""
     for n in range(n0, n1):
         dst = out[n]
-        gemm(w2, x[n].reshape((channels, positions)), dst, 0.0, np.False_, np.False_)
+        gemm(w2, x[n], dst, 0.0, np.False_, np.False_)
         for k in range(dst.shape[0]):
             b = bias[k]
             row = dst[k]
-            for p in range(positions):
+            for p in range(row.shape[0]):
                 row[p] += b
 
 
-@njit(inline="always")
-def _pointwise_input_grad_task(dy, w2t, n0, n1, dx):
-    """dx[n] = w2t (C, K) @ dy[n] (K, H*W) for n0 <= n < n1."""
-    channels, positions = dx.shape[1], dx.shape[2] * dx.shape[3]
-    for n in range(n0, n1):
-        gemm(w2t, dy[n], dx[n].reshape((channels, positions)), 0.0, np.False_, np.False_)
+# The products ``pointwise_tasks`` runs.
+POINTWISE_FORWARD, POINTWISE_INPUT_GRAD, POINTWISE_WEIGHT_GRAD = 0, 1, 2
 
 
-@njit(inline="always")
-def _pointwise_weight_grad_task(dy, x, n0, n1, acc):
-    """acc (K, C) += Σ_{n0 <= n < n1} dy[n] (K, H*W) @ x[n]ᵀ, accumulated by the GEMM."""
-    channels, positions = x.shape[1], x.shape[2] * x.shape[3]
-    for n in range(n0, n1):
-        gemm(dy[n], x[n].reshape((channels, positions)), acc, 1.0, np.False_, np.True_)
+@njit(parallel=True, cache=True)
+def pointwise_tasks(product, x, dy, w, bias, per_task, slots, out):
+    """The 1x1 stride-1 products, which need no lowering, on (N, C, P) arrays: ``conv_tasks``'s
+    scheme (tasks of ``per_task`` samples, taken in turn by ``out.shape[0]`` slots for a weight
+    gradient, by ``slots`` otherwise) with one GEMM per sample.
+
+    ==========================  ==================  =====================  ==================
+    product                     x (N, C, P)         dy (N, K, P), w, bias  out
+    ==========================  ==================  =====================  ==================
+    POINTWISE_FORWARD           input               w = W (K, C), bias     y (N, K, P)
+    POINTWISE_INPUT_GRAD        dx (written)        dy, w = Wᵀ (C, K)      -
+    POINTWISE_WEIGHT_GRAD       input               dy                     partials (G, K, C)
+    ==========================  ==================  =====================  ==================
+
+    A driver of its own, not a product of ``conv_tasks``: a network without 1x1 convolutions does
+    not compile it (ResNet-20's cold start is 1.3 s shorter).
+    """
+    n_batch = x.shape[0]
+    tasks = (n_batch + per_task - 1) // per_task
+    if product == POINTWISE_WEIGHT_GRAD:
+        slots = out.shape[0]
+    for slot in prange(slots):
+        if product == POINTWISE_WEIGHT_GRAD:
+            acc = out[slot]
+            acc[:, :] = 0
+        for task in range(slot, tasks, slots):
+            n0, n1 = _task_samples(task, per_task, n_batch)
+            if product == POINTWISE_FORWARD:
+                _pointwise_forward_task(x, w, bias, n0, n1, out)
+            else:
+                for n in range(n0, n1):
+                    if product == POINTWISE_INPUT_GRAD:
+                        gemm(w, dy[n], x[n], 0.0, np.False_, np.False_)
+                    else:
+                        gemm(dy[n], x[n], out[slot], 1.0, np.False_, np.True_)
 
 
 # The products ``conv_tasks`` runs (its ``product`` argument).
 ROW_SHIFT_FORWARD, ROW_SHIFT_WEIGHT_GRAD = 0, 1
 ROW_SHIFT_STACKED_FORWARD, ROW_SHIFT_STACKED_WEIGHT_GRAD = 8, 9
 IM2COL_FORWARD, IM2COL_WEIGHT_GRAD, COL2IM_INPUT_GRAD = 2, 3, 4
-POINTWISE_FORWARD, POINTWISE_INPUT_GRAD, POINTWISE_WEIGHT_GRAD = 5, 6, 7
 
 
 @njit(parallel=True, cache=True)
@@ -537,26 +547,23 @@ def conv_tasks(product, x, dy, w, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task
     ROW_SHIFT_FORWARD              input           w = w_rows, bias           y (N, K, Ho*Wo)
     ROW_SHIFT_STACKED_FORWARD      input           w = w_rows, bias           y (N, K, Ho*Wo)
     IM2COL_FORWARD                 input           w = W (K, C*kh*kw), bias   y (N, K, Ho*Wo)
-    POINTWISE_FORWARD              input           w = W (K, C), bias         y (N, K, H*W)
     ROW_SHIFT_WEIGHT_GRAD          input           dy                         partials (G, kh*K, C*kw)
     ROW_SHIFT_STACKED_WEIGHT_GRAD  input           dy                         partials (G, kh*K, C*kw)
     IM2COL_WEIGHT_GRAD             input           dy                         partials (G, K, C*kh*kw)
-    POINTWISE_WEIGHT_GRAD          input           dy                         partials (G, K, C)
     COL2IM_INPUT_GRAD              dx (written)    dy, w = Wᵀ (C*kh*kw, K)    -
-    POINTWISE_INPUT_GRAD           dx (written)    dy, w = Wᵀ (C, K)          -
     =============================  ==============  =========================  ========================
 
     A weight gradient's slot g zeroes its partial sum out[g] and accumulates its tasks into it
     (G = slots = ``WEIGHT_GRAD_GROUPS``); the caller adds the partial sums in order.
 
-    One driver for all eight products, with the task functions inlined, because of compile time
+    One driver for all these products, with the task functions inlined, because of compile time
     (the module docstring has the measurement).
     """
     n_batch = x.shape[0]
     tasks = (n_batch + per_task - 1) // per_task
     slots = workspace.shape[0]
     weight_grad = product == ROW_SHIFT_WEIGHT_GRAD or product == ROW_SHIFT_STACKED_WEIGHT_GRAD \
-        or product == IM2COL_WEIGHT_GRAD or product == POINTWISE_WEIGHT_GRAD
+        or product == IM2COL_WEIGHT_GRAD
     for slot in prange(slots):
         ws = workspace[slot]
         if weight_grad:
@@ -576,14 +583,8 @@ def conv_tasks(product, x, dy, w, bias, ph, pw, kh, kw, sh, sw, ho, wo, per_task
                 _im2col_forward_task(x, w, bias, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, out)
             elif product == IM2COL_WEIGHT_GRAD:
                 _im2col_weight_grad_task(dy, x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, out[slot])
-            elif product == COL2IM_INPUT_GRAD:
-                _col2im_input_grad_task(dy, w, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, x)
-            elif product == POINTWISE_FORWARD:
-                _pointwise_forward_task(x, w, bias, n0, n1, out)
-            elif product == POINTWISE_INPUT_GRAD:
-                _pointwise_input_grad_task(dy, w, n0, n1, x)
             else:
-                _pointwise_weight_grad_task(dy, x, n0, n1, out[slot])
+                _col2im_input_grad_task(dy, w, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, ws, x)
 
 
 # -- the operations (same names and arguments as kernels.cuda.conv) --------------------------------
@@ -625,11 +626,16 @@ def _run(product: int, x: np.ndarray, *, per_task: int, workspace: np.ndarray, d
                    *(int(g) for g in geometry), per_task, workspace, placeholder(out, 3))
 
 
-def _per_slot(n: int, dtype) -> tuple[int, np.ndarray]:
-    """(samples per task, empty workspace) for the 1x1 products, which need no lowering: each slot
-    takes one contiguous block of samples."""
+def _pointwise(product: int, x: np.ndarray, *, dy=None, w=None, bias=None, out=None) -> None:
+    """``pointwise_tasks`` for one product on (N, C, P) arrays: for the forward pass and dX each slot
+    takes one contiguous block of samples, for dW slot g the samples g, g + G, ... (G = out.shape[0])."""
     slots = _slots()
-    return -(-n // slots), np.empty((slots, 0), dtype)
+    per_task = 1 if product == POINTWISE_WEIGHT_GRAD else -(-x.shape[0] // slots)
+    with single_threaded():
+        pointwise_tasks(product, x, np.empty((0, 0, 0), x.dtype) if dy is None else dy,
+                        np.empty((0, 0), x.dtype) if w is None else w,
+                        np.empty(0, x.dtype) if bias is None else bias, per_task, slots,
+                        np.empty((0, 0, 0), x.dtype) if out is None else out)
 
 
 def _is_pointwise(kernel_hw, stride, padding) -> bool:
@@ -672,8 +678,7 @@ def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     positions = ho * wo
     y = np.empty((n, k, positions), x.dtype)
     if _is_pointwise((kh, kw), stride, padding):
-        per_task, workspace = _per_slot(n, x.dtype)
-        _run(POINTWISE_FORWARD, x, w=w2, bias=bias, out=y, per_task=per_task, workspace=workspace)
+        _pointwise(POINTWISE_FORWARD, x.reshape(n, c, -1), w=w2, bias=bias, out=y)
     elif stride[0] == 1:
         _conv_row_shift(x, weight, bias, padding, stride[1], wo, y)
     else:
@@ -693,8 +698,7 @@ def conv2d_backward_input(dy, weight, input_shape, stride=(1, 1), padding=(0, 0)
     w2t = np.ascontiguousarray(weight.reshape(k, -1).T)
     dx = np.empty((n, c, h, w), dy.dtype)
     if _is_pointwise((kh, kw), stride, padding):
-        per_task, workspace = _per_slot(n, dy.dtype)
-        _run(POINTWISE_INPUT_GRAD, dx, dy=dy.reshape(n, k, -1), w=w2t, per_task=per_task, workspace=workspace)
+        _pointwise(POINTWISE_INPUT_GRAD, dx.reshape(n, c, -1), dy=dy.reshape(n, k, -1), w=w2t)
         return dx
     ph, pw = padding
     if stride == (1, 1) and ph < kh and pw < kw:
@@ -734,7 +738,7 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), b
     geometry = (padding[0], padding[1], kh, kw, stride[0], stride[1], ho, wo)
     if _is_pointwise((kh, kw), stride, padding):
         partials = np.empty((groups, k, c), x.dtype)
-        _run(POINTWISE_WEIGHT_GRAD, x, dy=dy3, out=partials, per_task=1, workspace=np.empty((groups, 0), x.dtype))
+        _pointwise(POINTWISE_WEIGHT_GRAD, x.reshape(n, c, -1), dy=dy3, out=partials)
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         block = (h + 2 * padding[0]) * wo
