@@ -33,7 +33,7 @@ take about a megabyte).  Parallel iteration s of ``slots`` takes tasks s, s + sl
 ...; for each it lowers its samples into its own slice of ``workspace``, multiplies
 with one BLAS call (``blas.gemm``: MKL or OpenBLAS, see ``blas.blas_backend``) and writes
 its part of the result while the data is still in that core's cache.  The operations make BLAS single-threaded for the call
-(``numbanet.kernels.cpu.blas.single_threaded``): the parallelism is across tasks.
+(``numbanet.kernels.cpu.blas.one_thread_per_call``): the parallelism is across tasks.
 Measured on 2 cores against a parallel kernel per step with a 2-thread GEMM in
 between: the thread pool starts once per convolution instead of three times per
 chunk, and BLAS's own worker threads, which spin for ~0.1 s after every GEMM and
@@ -61,7 +61,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..._workspace import scratch
-from .blas import blas_backend, gemm, single_threaded
+from .blas import blas_backend, gemm, one_thread_per_call
 
 # Row-shift products come in two forms: per-sample GEMMs, one per vertical tap, on windows of the
 # rows (``_row_shift_forward_task``: no padded rows computed, no pass afterwards, but GEMMs with
@@ -629,7 +629,7 @@ def _run(product: int, x: np.ndarray, *, per_task: int, workspace: np.ndarray, d
     use are passed as empty placeholders, and geometry = (ph, pw, kh, kw, sh, sw, ho, wo)."""
     def placeholder(array, ndim):
         return np.empty((0,) * ndim, x.dtype) if array is None else array
-    with single_threaded():
+    with one_thread_per_call():
         conv_tasks(product, x, placeholder(dy, 3), placeholder(w, 2), placeholder(bias, 1),
                    *(int(g) for g in geometry), per_task, workspace, placeholder(out, 3))
 
@@ -639,7 +639,7 @@ def _pointwise(product: int, x: np.ndarray, *, dy=None, w=None, bias=None, out=N
     takes one contiguous block of samples, for dW slot g the samples g, g + G, ... (G = out.shape[0])."""
     slots = _slots()
     per_task = 1 if product == POINTWISE_WEIGHT_GRAD else -(-x.shape[0] // slots)
-    with single_threaded():
+    with one_thread_per_call():
         pointwise_tasks(product, x, np.empty((0, 0, 0), x.dtype) if dy is None else dy,
                         np.empty((0, 0), x.dtype) if w is None else w,
                         np.empty(0, x.dtype) if bias is None else bias, per_task, slots,

@@ -10,7 +10,7 @@ upstream gradient over the rows.  The public functions are those of ``kernels.cu
 import numpy as np
 from numba import njit, prange
 
-from .blas import gemm, single_threaded
+from .blas import gemm, one_thread_per_call
 
 # Row blocks of a product: at most this many, of at least _BLOCK_ROWS rows (a function of the
 # shape only, so that the result is the same on any thread count).
@@ -38,7 +38,7 @@ def linear(x, weight, bias=None):
     out_features, in_features = weight.shape
     rows = np.ascontiguousarray(x).reshape(-1, in_features)
     y = np.empty((rows.shape[0], out_features), x.dtype)
-    with single_threaded():
+    with one_thread_per_call():
         matmul(rows, np.ascontiguousarray(weight), True, y)
     if bias is not None:
         _add_row_bias(y, np.ascontiguousarray(bias, dtype=x.dtype))
@@ -53,7 +53,7 @@ def linear_backward(dy, x, weight):
     dy_rows = np.ascontiguousarray(dy, dtype=weight.dtype).reshape(-1, out_features)
     dx = np.empty((dy_rows.shape[0], in_features), weight.dtype)
     dw = np.empty((out_features, in_features), weight.dtype)
-    with single_threaded():
+    with one_thread_per_call():
         matmul(dy_rows, weight, False, dx)
         # dW = dyᵀ x: a row-major copy of dyᵀ (batch x out, small next to W) keeps one compiled matmul
         matmul(np.ascontiguousarray(dy_rows.T), x.reshape(-1, in_features), False, dw)
