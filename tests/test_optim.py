@@ -219,3 +219,24 @@ def test_scheduler_state_dict_and_bad_input():
         optim.CosineAnnealingLR(opt, 0)
     with pytest.raises(ValueError, match=r"MultiStepLR: milestones must be >= 0, got \[-1, 3\]"):
         optim.MultiStepLR(opt, [3, -1])
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adam"])
+def test_parallel_and_serial_updates_agree_bit_for_bit(name):
+    """Each CPU update is compiled parallel (large parameters) and serial (small ones) from one body."""
+    from numbanet.kernels.cpu import optim as cpu_optim
+
+    update = getattr(cpu_optim, name)
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(1000).astype(np.float32) for _ in range(4)]
+    args = {"sgd": (0.1, 0.01), "sgd_momentum": (0.1, 0.01, 0.9, 0.0, False, False),
+            "adam": (0.01, 0.9, 0.999, 1e-8, 0.99, 0.01, 1.0)}[name]
+    count = {"sgd": 2, "sgd_momentum": 3, "adam": 4}[name]
+    results = []
+    for kernel in (update.parallel, update.serial):
+        state = [a.copy() for a in arrays[:count]]
+        kernel(*state, *args)
+        results.append(state)
+    for parallel, serial in zip(*results):
+        np.testing.assert_array_equal(parallel, serial)
+    assert arrays[0].shape[0] < cpu_optim.PARALLEL_FROM  # the dispatcher itself picks the serial one here
