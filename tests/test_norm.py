@@ -455,3 +455,17 @@ def test_batch_statistics_of_an_empty_batch_get_a_clear_error():
         with pytest.raises(ValueError, match=r"expected a non-empty input of shape .*got shape \(0, 2, 3, 3\)"):
             layer(np.zeros((0, 2, 3, 3), np.float32))
     assert nn.LayerNorm(3)(np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_statistics_stay_accurate_for_a_large_mean(dtype):
+    """The one-pass moments shift by a value of the block: a mean of 1e4 with unit spread must not
+    lose the variance to cancellation (the unshifted Σx² − m·mean² would, in float32)."""
+    from numbanet.kernels.cpu import norm as cpu_norm
+
+    rng = np.random.default_rng(11)
+    x = (1e4 + rng.standard_normal((16, 3, 50))).astype(dtype)
+    mean, var, _ = cpu_norm.block_statistics(x, 1, 3, 1e-5)
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(mean[0], exact.mean(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(var[0], exact.var(axis=(0, 2)), rtol=1e-9)
