@@ -246,16 +246,17 @@ def _phase_split(plane, sh, sw, first_rv, first_rh, kh, kw, phases):
         rv = (first_rv + di) % sh
         for dj in range(min(kw, sw)):
             rh = (first_rh + dj) % sw
+            inside = (width - rh + sw - 1) // sw  # columns q with q*sw + rh < width
             for a in range(phases.shape[2]):
                 dst = phases[rv, rh, a]
                 h = a * sh + rv
                 if h >= height:
                     _zero(dst)
                     continue
-                src = plane[h]
-                for q in range(phases.shape[3]):
-                    w = q * sw + rh
-                    dst[q] = src[w] if w < width else 0
+                src = plane[h, rh:]
+                for q in range(inside):
+                    dst[q] = src[q * sw]
+                _zero(dst[inside:])
 
 
 @njit(cache=True)
@@ -280,6 +281,7 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
     positions = ho * wo
     rows_q, cols_q = (height + sh - 1) // sh, (width + sw - 1) // sw
     phases = np.empty((sh, sw, rows_q, cols_q), x.dtype)
+    flat_phases = phases.reshape((sh, sw, rows_q * cols_q))
     flat = cols_q == wo
     for c in range(channels):
         for n in range(n0, n1):
@@ -288,7 +290,7 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
                 dv = (i - ph) // sh
                 for j in range(kw):
                     dh = (j - pw) // sw
-                    phase = phases[(i - ph) % sh, (j - pw) % sw]
+                    rv, rh = (i - ph) % sh, (j - pw) % sw
                     dst = cols[(c * kh + i) * kw + j, (n - n0) * positions:(n - n0 + 1) * positions]
                     # output columns lo <= ow < hi read inside the phase, the others padding
                     lo, hi = max(0, -dh), min(wo, cols_q - dh)
@@ -301,11 +303,13 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
                             continue
                         _zero(dst[:start])
                         _zero(dst[stop:])
-                        _copy(dst[start:stop], phase.reshape(rows_q * wo)[start + shift:])
-                        for oh in range(ho):  # the columns that wrapped around
-                            row = dst[oh * wo:(oh + 1) * wo]
-                            _zero(row[:lo])
-                            _zero(row[hi:])
+                        _copy(dst[start:stop], flat_phases[rv, rh, start + shift:])
+                        for t in range(lo):  # the few columns that wrapped around
+                            for oh in range(ho):
+                                dst[oh * wo + t] = 0
+                        for t in range(hi, wo):
+                            for oh in range(ho):
+                                dst[oh * wo + t] = 0
                         continue
                     for oh in range(ho):
                         row = dst[oh * wo:(oh + 1) * wo]
@@ -315,7 +319,7 @@ def _im2col(x, n0, n1, ph, pw, kh, kw, sh, sw, ho, wo, cols):
                             continue
                         _zero(row[:lo])
                         _zero(row[hi:])
-                        _copy(row[lo:hi], phase[a, lo + dh:])
+                        _copy(row[lo:hi], phases[rv, rh, a, lo + dh:])
 
 
 @njit(cache=True)
