@@ -18,8 +18,9 @@ which Numba refuses to cache.)
 
 The kernels call ``gemm`` from every parallel iteration at once; each call must then use one thread.
 MKL's sequential layer never starts threads; for OpenBLAS the caller wraps the kernel in
-:func:`single_threaded` (the kernels use :func:`one_thread_per_call`, which does it for OpenBLAS only).  With one thread per call the result of a product does not depend on the
-thread count, so the kernels stay bit-identical on 1 and 2 threads for either backend.
+:func:`single_threaded` (the kernels use :func:`one_thread_per_call`, which does it for OpenBLAS
+only).  With one thread per call the result of a product does not depend on the thread count, so
+the kernels stay bit-identical on 1 and 2 threads for either backend.
 """
 from __future__ import annotations
 
@@ -146,8 +147,8 @@ def gemm(a, b, out, beta=0.0, transpose_a=False, transpose_b=False):
     array's layout, an omitted ``beta`` and a literal ``True``/``False`` are types of their own.
     So ``gemm`` itself only passes ``a`` and ``b`` on as ``a[:, :]``, which Numba types as arrays of
     any layout whatever the caller has (row-major, a transposed view, a window of columns), and
-    the work is in ``_gemm``, compiled once per dtype; the kernels pass every argument, and the flags as ``np.False_``/``np.True_``
-    (plain booleans to Numba).
+    the work is in ``_gemm``, compiled once per dtype; the kernels pass every argument, and the
+    flags as ``np.False_``/``np.True_`` (plain booleans to Numba).
     """
     _gemm(a[:, :], b[:, :], out, beta, transpose_a, transpose_b)
 

@@ -32,8 +32,9 @@ consecutive samples (``per_task``, chosen by ``_per_task`` so that a task's matr
 take about a megabyte).  Parallel iteration s of ``slots`` takes tasks s, s + slots,
 ...; for each it lowers its samples into its own slice of ``workspace``, multiplies
 with one BLAS call (``blas.gemm``: MKL or OpenBLAS, see ``blas.blas_backend``) and writes
-its part of the result while the data is still in that core's cache.  The operations make BLAS single-threaded for the call
-(``numbanet.kernels.cpu.blas.one_thread_per_call``): the parallelism is across tasks.
+its part of the result while the data is still in that core's cache.  The operations keep each
+BLAS call on one thread (``numbanet.kernels.cpu.blas.one_thread_per_call``): the parallelism is
+across tasks.
 Measured on 2 cores against a parallel kernel per step with a 2-thread GEMM in
 between: the thread pool starts once per convolution instead of three times per
 chunk, and BLAS's own worker threads, which spin for ~0.1 s after every GEMM and
@@ -539,9 +540,8 @@ def pointwise_tasks(product, x, dy, w, bias, per_task, slots, out):
 
 
 # The products ``conv_tasks`` runs (its ``product`` argument).
-ROW_SHIFT_FORWARD, ROW_SHIFT_WEIGHT_GRAD = 0, 1
-ROW_SHIFT_STACKED_FORWARD, ROW_SHIFT_STACKED_WEIGHT_GRAD = 8, 9
-IM2COL_FORWARD, IM2COL_WEIGHT_GRAD, COL2IM_INPUT_GRAD = 2, 3, 4
+ROW_SHIFT_FORWARD, ROW_SHIFT_WEIGHT_GRAD, ROW_SHIFT_STACKED_FORWARD, ROW_SHIFT_STACKED_WEIGHT_GRAD = 0, 1, 2, 3
+IM2COL_FORWARD, IM2COL_WEIGHT_GRAD, COL2IM_INPUT_GRAD = 4, 5, 6
 
 
 @njit(parallel=True, cache=True)
@@ -627,15 +627,20 @@ def _slots() -> int:
     return get_num_threads()
 
 
+def _placeholder(array, ndim: int, dtype) -> np.ndarray:
+    """``array``, or for None an empty array of ``ndim`` dimensions: what a driver gets for an argument
+    the product does not use (one compiled signature serves every product)."""
+    return np.empty((0,) * ndim, dtype) if array is None else array
+
+
 def _run(product: int, x: np.ndarray, *, per_task: int, workspace: np.ndarray, dy=None, w=None, bias=None,
          out=None, geometry=(0, 0, 0, 0, 0, 0, 0, 0)) -> None:
-    """``conv_tasks`` for one product, BLAS kept to one thread per call; the arrays the product does not
-    use are passed as empty placeholders, and geometry = (ph, pw, kh, kw, sh, sw, ho, wo)."""
-    def placeholder(array, ndim):
-        return np.empty((0,) * ndim, x.dtype) if array is None else array
+    """``conv_tasks`` for one product, BLAS kept to one thread per call; geometry = (ph, pw, kh, kw, sh,
+    sw, ho, wo)."""
     with one_thread_per_call():
-        conv_tasks(product, x, placeholder(dy, 3), placeholder(w, 2), placeholder(bias, 1),
-                   *(int(g) for g in geometry), per_task, workspace, placeholder(out, 3))
+        conv_tasks(product, x, _placeholder(dy, 3, x.dtype), _placeholder(w, 2, x.dtype),
+                   _placeholder(bias, 1, x.dtype), *(int(g) for g in geometry), per_task, workspace,
+                   _placeholder(out, 3, x.dtype))
 
 
 def _pointwise(product: int, x: np.ndarray, *, dy=None, w=None, bias=None, out=None) -> None:
@@ -644,10 +649,8 @@ def _pointwise(product: int, x: np.ndarray, *, dy=None, w=None, bias=None, out=N
     slots = _slots()
     per_task = 1 if product == POINTWISE_WEIGHT_GRAD else -(-x.shape[0] // slots)
     with one_thread_per_call():
-        pointwise_tasks(product, x, np.empty((0, 0, 0), x.dtype) if dy is None else dy,
-                        np.empty((0, 0), x.dtype) if w is None else w,
-                        np.empty(0, x.dtype) if bias is None else bias, per_task, slots,
-                        np.empty((0, 0, 0), x.dtype) if out is None else out)
+        pointwise_tasks(product, x, _placeholder(dy, 3, x.dtype), _placeholder(w, 2, x.dtype),
+                        _placeholder(bias, 1, x.dtype), per_task, slots, _placeholder(out, 3, x.dtype))
 
 
 def _is_pointwise(kernel_hw, stride, padding) -> bool:
@@ -660,20 +663,26 @@ def _row_shift_weights(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh * k, c * kw)
 
 
+def _row_shift_tasks(n: int, c: int, k: int, kh: int, kw: int, block: int, positions: int, dtype,
+                     slots: int) -> tuple[bool, int, np.ndarray]:
+    """(per tap?, samples per task, workspace) of a row-shift product with k output channels (``_per_tap``):
+    per tap, the workspace holds the rows and the task writes its K x positions output in place;
+    stacked, it holds the rows and the kh*K product rows."""
+    if _per_tap(k):
+        return True, *_tasks(n, c * kw * block, dtype, slots, k * positions)
+    return False, *_tasks(n, (c * kw + kh * k) * block, dtype, slots)
+
+
 def _conv_row_shift(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding, sw: int, wo: int,
                     out: np.ndarray) -> None:
     """out (N, K, Ho*wo) = bias + conv(x, weight) for vertical stride 1; x (N, C, H, W) C-contiguous."""
     n, c, h, _ = x.shape
     k, _, kh, kw = weight.shape
     block = (h + 2 * padding[0]) * wo
-    if _per_tap(k):
-        product, per_task, workspace = ROW_SHIFT_FORWARD, *_tasks(n, c * kw * block, x.dtype, _slots(),
-                                                                  k * out.shape[2])
-    else:
-        product, per_task, workspace = ROW_SHIFT_STACKED_FORWARD, *_tasks(n, (c * kw + kh * k) * block,
-                                                                          x.dtype, _slots())
-    _run(product, x, w=_row_shift_weights(weight), bias=bias, out=out, per_task=per_task,
-         workspace=workspace, geometry=(padding[0], padding[1], kh, kw, 1, sw, 0, wo))
+    per_tap, per_task, workspace = _row_shift_tasks(n, c, k, kh, kw, block, out.shape[2], x.dtype, _slots())
+    _run(ROW_SHIFT_FORWARD if per_tap else ROW_SHIFT_STACKED_FORWARD, x, w=_row_shift_weights(weight),
+         bias=bias, out=out, per_task=per_task, workspace=workspace,
+         geometry=(padding[0], padding[1], kh, kw, 1, sw, 0, wo))
 
 
 def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
@@ -731,9 +740,9 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), b
 
     The weight gradient is summed into ``WEIGHT_GRAD_GROUPS`` partial sums (one per slot of
     ``conv_tasks``), added here in order.  For vertical stride 1 (row-shift) the partial sums are
-    dW[k, :, i, :] = Σ_{n,h,ow} dy_shift[i*K + k, (n, h, ow)] · rows[:, (n, h, ow)], with
-    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked) and
-    rows = ``_im2row(x padded)``, rearranged to (K, C, kh, kw) at the end.
+    (kh*K, C*kw), row i*K + k holding dW[k, :, i, :], rearranged to (K, C, kh, kw) at the end: either
+    Σ_n dy[n] @ (rows_n shifted by i rows)ᵀ per tap, or one product dy_shift @ rowsᵀ per task with
+    dy_shift = ``_shifted_grad(dy)`` (dy moved down by i rows, the kh shifts stacked).
     """
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
@@ -754,14 +763,10 @@ def conv2d_backward_weight(dy, x, weight_shape, stride=(1, 1), padding=(0, 0), b
         return partials.sum(axis=0).reshape(weight_shape), db
     if stride[0] == 1:
         block = (h + 2 * padding[0]) * wo
-        if _per_tap(k):
-            product, per_task, workspace = ROW_SHIFT_WEIGHT_GRAD, *_tasks(n, c * kw * block, x.dtype, groups,
-                                                                          k * positions)
-        else:
-            product, per_task, workspace = ROW_SHIFT_STACKED_WEIGHT_GRAD, *_tasks(n, (c * kw + kh * k) * block,
-                                                                                  x.dtype, groups)
+        per_tap, per_task, workspace = _row_shift_tasks(n, c, k, kh, kw, block, positions, x.dtype, groups)
         partials = np.empty((groups, kh * k, c * kw), x.dtype)
-        _run(product, x, dy=dy3, out=partials, per_task=per_task, workspace=workspace, geometry=geometry)
+        _run(ROW_SHIFT_WEIGHT_GRAD if per_tap else ROW_SHIFT_STACKED_WEIGHT_GRAD, x, dy=dy3, out=partials,
+             per_task=per_task, workspace=workspace, geometry=geometry)
         dw_rows = partials.sum(axis=0)
         return np.ascontiguousarray(dw_rows.reshape(kh, k, c, kw).transpose(1, 2, 0, 3)), db
     per_task, workspace = _tasks(n, (k + c * kh * kw) * positions, x.dtype, groups)

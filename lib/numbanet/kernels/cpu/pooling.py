@@ -125,8 +125,8 @@ def _max_pool_kernel(x, row_start, row_end, col_start, col_end, y, argmax):
     maximum of each row and then the first row with the overall maximum is the first maximum in
     row-major order; with NaNs, the last row's last NaN.  A 3x3 window costs 6 comparisons instead
     of 9 at stride 1, in loops without branches that vectorise: the reduced GoogLeNet's 11
-    max-poolings per training step (batch 128) took 375 ms with the window-by-window scan, 198 ms
-    so (cProfile), which is faster than PyTorch's max_pool2d with indices on these shapes.
+    max-poolings per training step (batch 128) took 375 ms with the window-by-window scan and take
+    198 ms this way (cProfile), faster than PyTorch's max_pool2d with indices on these shapes.
     """
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
